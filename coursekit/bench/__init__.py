@@ -1,0 +1,32 @@
+"""coursekit.bench: honest latency, size and memory measurement, and the hardware they were measured on.
+
+    stats = measure_latency({"fp32": lambda: model(x), "int8": lambda: qmodel(x)}, threads=1)
+    print(stats["int8"].median_ms)
+"""
+from coursekit.bench.hardware import PathStatus, accelerated_paths, cpu_info, cuda_info, hardware_report
+from coursekit.bench.memory import PeakMemory, count_parameters, parameter_memory, peak_memory, serialized_size
+from coursekit.bench.report import (
+    RECORD_KEYS,
+    add_speedups,
+    format_table,
+    load_results,
+    make_record,
+    plot_latency,
+    save_results,
+)
+from coursekit.bench.timing import (
+    LatencyStats,
+    calibrate_number,
+    measure_latency,
+    percentile,
+    pinned_threads,
+    synchronize,
+    throughput,
+)
+
+__all__ = [
+    "LatencyStats", "PathStatus", "PeakMemory", "RECORD_KEYS", "accelerated_paths", "add_speedups",
+    "calibrate_number", "count_parameters", "cpu_info", "cuda_info", "format_table", "hardware_report",
+    "load_results", "make_record", "measure_latency", "parameter_memory", "peak_memory", "percentile",
+    "pinned_threads", "plot_latency", "save_results", "serialized_size", "synchronize", "throughput",
+]

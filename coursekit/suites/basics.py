@@ -1,0 +1,85 @@
+"""The ``basics`` suite: what changing the number format alone does to speed, size and accuracy.
+
+FP32, BF16, FP16 and INT8 dynamic quantization (torch.ao, weights INT8, activations quantized on the fly) on
+a Linear-heavy model (4 x Linear(1024, 1024): matmul-bound, where INT8 shines) and on the digits CNN
+(convolutions dominate, and dynamic quantization only touches the Linear layers), at batch 1 and 64.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from coursekit.bench import make_record, measure_latency, serialized_size
+from coursekit.suites import SuiteContext, register
+
+VARIANTS = ("fp32", "bf16", "fp16", "int8_dynamic")
+
+
+def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
+    """torch.ao's dynamic INT8 quantization of every nn.Linear (its deprecation warnings silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+def make_variant(model: nn.Module, variant: str) -> tuple[nn.Module, torch.dtype]:
+    """A copy of ``model`` in ``variant``'s format, and the dtype its inputs must have."""
+    if variant == "fp32":
+        return copy.deepcopy(model).eval(), torch.float32
+    if variant == "bf16":
+        return copy.deepcopy(model).eval().to(torch.bfloat16), torch.bfloat16
+    if variant == "fp16":
+        return copy.deepcopy(model).eval().to(torch.float16), torch.float16
+    if variant == "int8_dynamic":
+        return quantize_dynamic_int8(model), torch.float32
+    raise ValueError(f"variant={variant!r}; choose one of {VARIANTS}")
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, loader, dtype: torch.dtype) -> float:
+    """Top-1 accuracy of ``model`` on ``loader`` with inputs cast to ``dtype``."""
+    correct = total = 0
+    for x, y in loader:
+        correct += (model(x.to(dtype)).float().argmax(1) == y).sum().item()
+        total += len(y)
+    return correct / total
+
+
+def benchmark_formats(name: str, model: nn.Module, example: torch.Tensor, ctx: SuiteContext,
+                      test_loader=None) -> list[dict]:
+    """Records for every variant of ``model`` at batch 1 and a large batch, latencies interleaved."""
+    variants = {v: make_variant(model, v) for v in VARIANTS}
+    records = []
+    for batch in ctx.batch_sizes:
+        x = example[:1].repeat(batch, *([1] * (example.dim() - 1)))
+        calls = {v: (lambda m=m, xi=x.to(dt): m(xi)) for v, (m, dt) in variants.items()}
+        stats = measure_latency(calls, repeats=ctx.repeats, warmup=3, threads=ctx.threads)
+        for v, (m, dt) in variants.items():
+            acc = accuracy(m, test_loader, dt) if test_loader is not None else None
+            records.append(make_record(name, v, device="cpu", batch=batch, threads=ctx.threads, stats=stats[v],
+                                       size_bytes=serialized_size(m), accuracy=acc))
+    return records
+
+
+@register("basics", "FP32 vs BF16 vs FP16 vs INT8-dynamic on a Linear-heavy model and the digits CNN (CPU)")
+def basics(ctx: SuiteContext) -> list[dict]:
+    from coursekit.bench.report import add_speedups
+    from coursekit.data import get_loaders
+    from coursekit.models import build_model
+    from coursekit.train import pretrained
+
+    if ctx.device != "cpu":
+        raise ValueError("the basics suite measures CPU formats (torch.ao INT8 runs on CPU only); use --device cpu")
+    torch.manual_seed(0)
+    linear_heavy = build_model("linear_heavy").eval()
+    records = benchmark_formats("linear_heavy", linear_heavy, torch.randn(1, 1024), ctx)
+    cnn = pretrained("lenet", "digits", progress=ctx.progress).eval()
+    _, _, test_loader = get_loaders("digits")
+    example = next(iter(test_loader))[0][:1]
+    records += benchmark_formats("lenet_digits", cnn, example, ctx, test_loader)
+    return add_speedups(records, "fp32")
