@@ -4,7 +4,13 @@
     print(stats["int8"].median_ms)
 """
 from coursekit.bench.hardware import PathStatus, accelerated_paths, cpu_info, cuda_info, hardware_report
-from coursekit.bench.memory import PeakMemory, count_parameters, parameter_memory, peak_memory, serialized_size
+from coursekit.bench.memory import (
+    PeakMemory,
+    count_parameters,
+    parameter_memory,
+    peak_memory,
+    serialized_size,
+)
 from coursekit.bench.report import (
     RECORD_KEYS,
     add_speedups,
@@ -25,8 +31,28 @@ from coursekit.bench.timing import (
 )
 
 __all__ = [
-    "LatencyStats", "PathStatus", "PeakMemory", "RECORD_KEYS", "accelerated_paths", "add_speedups",
-    "calibrate_number", "count_parameters", "cpu_info", "cuda_info", "format_table", "hardware_report",
-    "load_results", "make_record", "measure_latency", "parameter_memory", "peak_memory", "percentile",
-    "pinned_threads", "plot_latency", "save_results", "serialized_size", "synchronize", "throughput",
+    "RECORD_KEYS",
+    "LatencyStats",
+    "PathStatus",
+    "PeakMemory",
+    "accelerated_paths",
+    "add_speedups",
+    "calibrate_number",
+    "count_parameters",
+    "cpu_info",
+    "cuda_info",
+    "format_table",
+    "hardware_report",
+    "load_results",
+    "make_record",
+    "measure_latency",
+    "parameter_memory",
+    "peak_memory",
+    "percentile",
+    "pinned_threads",
+    "plot_latency",
+    "save_results",
+    "serialized_size",
+    "synchronize",
+    "throughput",
 ]

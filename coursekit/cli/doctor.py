@@ -29,11 +29,12 @@ def format_report(report: dict, paths) -> str:
         lines.append(f"  GPU {gpu['index']}        {gpu['name']}, compute capability {gpu['capability']}, "
                      f"{gpu['memory_gb']} GB")
     if not report["cuda"]:
-        lines.append("  GPU          none visible to torch" + (" (Apple MPS available)" if sw["mps"] else ""))
+        mps = " (Apple MPS available)" if sw["mps"] else ""
+        lines.append(f"  GPU          none visible to torch{mps}")
     lines += [
         "Software",
-        f"  python {sw['python']}   torch {sw['torch']} ({sw['torch_threads']} threads)   "
-        f"onnxruntime {sw.get('onnxruntime') or 'not installed'}",
+        (f"  python {sw['python']}   torch {sw['torch']} ({sw['torch_threads']} threads)   "
+         f"onnxruntime {sw.get('onnxruntime') or 'not installed'}"),
         f"  torch quantized engines: {', '.join(sw['quantized_engines'])}",
         f"  onnxruntime providers:   {', '.join(sw.get('onnxruntime_providers') or [])}",
         "Reduced precision on this machine",

@@ -70,7 +70,7 @@ def has_learner_work(path: Path, fresh_text: str) -> bool:
     """True if the notebook at ``path`` holds anything a learner made: outputs, or answers in solution cells."""
     try:
         old = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-    except Exception:  # an unreadable file is kept too: it may still be the learner's
+    except (ValueError, OSError):  # an unreadable file is kept too: it may still be the learner's
         return True
     fresh = {c.get("id"): c.source for c in nbformat.reads(fresh_text, as_version=4).cells}
     for cell in old.cells:

@@ -57,7 +57,8 @@ def benchmark_formats(name: str, model: nn.Module, example: torch.Tensor, ctx: S
     records = []
     for batch in ctx.batch_sizes:
         x = example[:1].repeat(batch, *([1] * (example.dim() - 1)))
-        calls = {v: (lambda m=m, xi=x.to(dt): m(xi)) for v, (m, dt) in variants.items()}
+        inputs = {v: x.to(dt) for v, (_, dt) in variants.items()}
+        calls = {v: (lambda m=m, xi=inputs[v]: m(xi)) for v, (m, _) in variants.items()}
         stats = measure_latency(calls, repeats=ctx.repeats, warmup=3, threads=ctx.threads)
         for v, (m, dt) in variants.items():
             acc = accuracy(m, test_loader, dt) if test_loader is not None else None
