@@ -3,7 +3,14 @@
     stats = measure_latency({"fp32": lambda: model(x), "int8": lambda: qmodel(x)}, threads=1)
     print(stats["int8"].median_ms)
 """
-from coursekit.bench.hardware import PathStatus, accelerated_paths, cpu_info, cuda_info, hardware_report
+from coursekit.bench.hardware import (
+    PathStatus,
+    accelerated_paths,
+    cpu_info,
+    cuda_info,
+    format_hardware_report,
+    hardware_report,
+)
 from coursekit.bench.memory import (
     PeakMemory,
     count_parameters,
@@ -41,7 +48,7 @@ __all__ = [
     "count_parameters",
     "cpu_info",
     "cuda_info",
-    "format_table",
+    "format_hardware_report", "format_table",
     "hardware_report",
     "load_results",
     "make_record",

@@ -179,3 +179,35 @@ def accelerated_paths(report: dict | None = None) -> list[PathStatus]:
         paths.append(PathStatus("GPU", False, "no CUDA device visible to torch",
                                 "everything in the course runs on CPU; GPU sections are skipped, not faked"))
     return paths
+
+
+def format_hardware_report(report: dict | None = None, paths: list[PathStatus] | None = None) -> str:
+    """The report as ``coursekit doctor`` prints it: hardware, software, then each reduced-precision path."""
+    report = report or hardware_report()
+    paths = accelerated_paths(report) if paths is None else paths
+    cpu, sw = report["cpu"], report["software"]
+    lines = [
+        "Hardware",
+        f"  CPU          {cpu['model']} ({cpu['arch']})",
+        f"  cores        {cpu['physical_cores']} physical, {cpu['logical_cores']} logical",
+        f"  ISA flags    {' '.join(cpu['isa']) or '(none detected)'}",
+        f"  torch uses   {cpu['torch_cpu_capability']} kernels",
+    ]
+    for gpu in report["cuda"]:
+        lines.append(f"  GPU {gpu['index']}        {gpu['name']}, compute capability {gpu['capability']}, "
+                     f"{gpu['memory_gb']} GB")
+    if not report["cuda"]:
+        mps = " (Apple MPS available)" if sw["mps"] else ""
+        lines.append(f"  GPU          none visible to torch{mps}")
+    lines += [
+        "Software",
+        (f"  python {sw['python']}   torch {sw['torch']} ({sw['torch_threads']} threads)   "
+         f"onnxruntime {sw.get('onnxruntime') or 'not installed'}"),
+        f"  torch quantized engines: {', '.join(sw['quantized_engines'])}",
+        f"  onnxruntime providers:   {', '.join(sw.get('onnxruntime_providers') or [])}",
+        "Reduced precision on this machine",
+    ]
+    for p in paths:
+        lines.append(f"  [{'yes' if p.accelerated else ' no'}] {p.path}: {p.reason}")
+        lines.append(f"        -> {p.advice}")
+    return "\n".join(lines)

@@ -41,6 +41,8 @@ class CheckResult:
     score: float
     max_score: float
     exercises: list[ExerciseScore] = field(default_factory=list)
+    # Errors raised by cells that are not test cells (e.g. a demo cell), as "cell id: error".
+    cell_errors: list[str] = field(default_factory=list)
 
     @property
     def full_marks(self) -> bool:
@@ -157,16 +159,18 @@ def check_notebook(notebook, root: Path | None = None) -> CheckResult:
         scores = _scores(api, name)
         graded = nbformat.read(graded_path, as_version=4)
         shutil.rmtree(course / "autograded", ignore_errors=True)
-    exercises = []
+    exercises, cell_errors = [], []
     for cell in graded.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id in scores:
             score, max_score = scores[grade_id]
             error = _failure_text(cell) if score < max_score else None
             exercises.append(ExerciseScore(grade_id, score, max_score, error, hint_for(error)))
+        elif cell.cell_type == "code" and any(o.output_type == "error" for o in cell.get("outputs", [])):
+            cell_errors.append(f"{cell.get('id')}: {_failure_text(cell)}")
     return CheckResult(
         notebook=str(notebook), score=sum(e.score for e in exercises),
-        max_score=sum(e.max_score for e in exercises), exercises=exercises,
+        max_score=sum(e.max_score for e in exercises), exercises=exercises, cell_errors=cell_errors,
     )
 
 
