@@ -1,0 +1,27 @@
+"""coursekit.train: reproducible training loops and a cache of trained reference models.
+
+    >>> from coursekit.data import get_loaders
+    >>> from coursekit.models import build_model
+    >>> from coursekit.train import seed_everything, fit, evaluate, pretrained
+    >>> seed_everything(0)
+    >>> train, val, test = get_loaders("digits")
+    >>> model = build_model("lenet", "digits")
+    >>> history = fit(model, train, val, epochs=5, progress=False)
+    >>> evaluate(model, test)["accuracy"]            # doctest: +SKIP
+    >>> model = pretrained("lenet", "digits")        # trained once, then loaded from the cache
+"""
+from coursekit.train.checkpoints import (
+    CODE_VERSION,
+    RECIPES,
+    checkpoint_path,
+    clear_checkpoints,
+    pretrained,
+    recipe,
+)
+from coursekit.train.device import available_devices, seed_everything, select_device
+from coursekit.train.loop import evaluate, fit, make_optimizer
+
+__all__ = [
+    "CODE_VERSION", "RECIPES", "available_devices", "checkpoint_path", "clear_checkpoints", "evaluate", "fit",
+    "make_optimizer", "pretrained", "recipe", "seed_everything", "select_device",
+]
