@@ -3,6 +3,16 @@
 Primitives (``primitives``) hold the one copy of the quantization math (Jacob et al. 2018; Krishnamoorthi 2018;
 Nagel et al. 2021); everything else builds on them.
 """
+from coursekit.quant.fold import fold_batchnorm, fold_batchnorms
+from coursekit.quant.integer import (
+    IntegerConv2d,
+    IntegerLinear,
+    integer_linear,
+    quantize_multiplier,
+    requantize,
+    to_integer,
+)
+from coursekit.quant.modules import FakeQuantizer, QuantConv, QuantLinear
 from coursekit.quant.observers import (
     OBSERVERS,
     EntropyObserver,
@@ -14,6 +24,7 @@ from coursekit.quant.observers import (
     make_observer,
 )
 from coursekit.quant.primitives import (
+    FLOAT32_EPS,
     calc_qparams,
     check_bits,
     dequantize,
@@ -23,22 +34,39 @@ from coursekit.quant.primitives import (
     quantization_error,
     quantize,
 )
+from coursekit.quant.ptq import LayerSummary, QuantConfig, QuantSummary, quantize_model
 
 __all__ = [
+    "FLOAT32_EPS",
     "OBSERVERS",
     "EntropyObserver",
+    "FakeQuantizer",
+    "IntegerConv2d",
+    "IntegerLinear",
+    "LayerSummary",
     "MSEObserver",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "Observer",
     "PercentileObserver",
+    "QuantConfig",
+    "QuantConv",
+    "QuantLinear",
+    "QuantSummary",
     "calc_qparams",
     "check_bits",
     "dequantize",
     "fake_quantize",
     "fake_quantize_parts",
+    "fold_batchnorm",
+    "fold_batchnorms",
+    "integer_linear",
     "make_observer",
     "quant_range",
     "quantization_error",
     "quantize",
+    "quantize_model",
+    "quantize_multiplier",
+    "requantize",
+    "to_integer",
 ]

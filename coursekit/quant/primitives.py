@@ -270,7 +270,10 @@ def fake_quantize(x, scale, zero_point, qmin: int, qmax: int, axis=None, group_s
     (a learnable step size, LSQ, builds on :func:`fake_quantize_parts`).
     """
     xb, s, z, qmin, qmax, undo = _prepare(x, scale, zero_point, qmin, qmax, axis, group_size, rounding)
-    out = _FakeQuantizeSTE.apply(xb, s, z, qmin, qmax, rounding)
+    if torch.is_grad_enabled() and xb.requires_grad:
+        out = _FakeQuantizeSTE.apply(xb, s, z, qmin, qmax, rounding)
+    else:  # plain tensor ops: traceable by torch.export / torch.onnx.export
+        out = fake_quantize_parts(xb, s, z, qmin, qmax, rounding)[0]
     return undo(out).to(x.dtype)
 
 
