@@ -126,3 +126,9 @@ def test_report_table_json_round_trip(tmp_path):
     assert loaded["records"] == records and loaded["suite"] == "demo"
     ax = bench.plot_latency(records, batch=8)
     assert len(ax.patches) == 2
+
+
+def test_parameter_memory_with_groups_counts_scales_per_tensor():
+    model = torch.nn.Linear(256, 3)  # weight 768 (6 groups of 128), bias 3 (one short group)
+    memory = bench.parameter_memory(model, formats=("int4",), group_size=128)
+    assert memory["int4"] == -(-(771 * 4 + 7 * 16) // 8)  # bits rounded up to whole bytes

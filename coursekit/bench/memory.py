@@ -35,11 +35,12 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def parameter_memory(model: torch.nn.Module, formats=("fp32", "fp16", "int8", "int4"), group_size=None) -> dict:
-    """Bytes the parameters need at each format in ``formats`` (group-wise scales included when grouped)."""
-    from coursekit.formats import memory_bytes
+    """Bytes the parameters need at each format in ``formats`` (FP16 group scales included when grouped,
+    counted per tensor by ``coursekit.formats.model_memory_report``)."""
+    from coursekit.formats import model_memory_report
 
-    n = count_parameters(model)
-    return {name: memory_bytes(n, name, group_size=group_size) for name in formats}
+    report = model_memory_report(model, formats=formats, group_size=group_size)
+    return {name: report.bytes_by_format[name] for name in formats}
 
 
 @dataclass

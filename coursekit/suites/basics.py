@@ -1,7 +1,7 @@
 """The ``basics`` suite: what changing the number format alone does to speed, size and accuracy.
 
 FP32, BF16, FP16 and INT8 dynamic quantization (torch.ao, weights INT8, activations quantized on the fly) on
-a Linear-heavy model (4 x Linear(1024, 1024): matmul-bound, where INT8 shines) and on the digits CNN
+a Linear-heavy model (4 x Linear(2048, 2048): matmul-bound, where INT8 shines) and on the digits CNN
 (convolutions dominate, and dynamic quantization only touches the Linear layers), at batch 1 and 64.
 """
 from __future__ import annotations
@@ -16,6 +16,16 @@ from coursekit.bench import make_record, measure_latency, serialized_size
 from coursekit.suites import SuiteContext, register
 
 VARIANTS = ("fp32", "bf16", "fp16", "int8_dynamic")
+# 4 x Linear(2048, 2048): a transformer-MLP-sized GEMV at batch 1, where reading the weights dominates.
+LINEAR_HEAVY_WIDTH = 2048
+
+
+def linear_heavy_model() -> nn.Module:
+    """The suite's Linear-heavy model (4 x 2048x2048 + head, 67 MB in FP32), seeded."""
+    from coursekit.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("linear_heavy", input_shape=(LINEAR_HEAVY_WIDTH,), width=LINEAR_HEAVY_WIDTH).eval()
 
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
@@ -54,16 +64,18 @@ def benchmark_formats(name: str, model: nn.Module, example: torch.Tensor, ctx: S
                       test_loader=None) -> list[dict]:
     """Records for every variant of ``model`` at batch 1 and a large batch, latencies interleaved."""
     variants = {v: make_variant(model, v) for v in VARIANTS}
+    accuracies = {v: accuracy(m, test_loader, dt) if test_loader is not None else None
+                  for v, (m, dt) in variants.items()}
+    sizes = {v: serialized_size(m) for v, (m, _) in variants.items()}
     records = []
     for batch in ctx.batch_sizes:
         x = example[:1].repeat(batch, *([1] * (example.dim() - 1)))
         inputs = {v: x.to(dt) for v, (_, dt) in variants.items()}
         calls = {v: (lambda m=m, xi=inputs[v]: m(xi)) for v, (m, _) in variants.items()}
         stats = measure_latency(calls, repeats=ctx.repeats, warmup=3, threads=ctx.threads)
-        for v, (m, dt) in variants.items():
-            acc = accuracy(m, test_loader, dt) if test_loader is not None else None
+        for v in variants:
             records.append(make_record(name, v, device="cpu", batch=batch, threads=ctx.threads, stats=stats[v],
-                                       size_bytes=serialized_size(m), accuracy=acc))
+                                       size_bytes=sizes[v], accuracy=accuracies[v]))
     return records
 
 
@@ -71,16 +83,41 @@ def benchmark_formats(name: str, model: nn.Module, example: torch.Tensor, ctx: S
 def basics(ctx: SuiteContext) -> list[dict]:
     from coursekit.bench.report import add_speedups
     from coursekit.data import get_loaders
-    from coursekit.models import build_model
     from coursekit.train import pretrained
 
     if ctx.device != "cpu":
         raise ValueError("the basics suite measures CPU formats (torch.ao INT8 runs on CPU only); use --device cpu")
-    torch.manual_seed(0)
-    linear_heavy = build_model("linear_heavy").eval()
-    records = benchmark_formats("linear_heavy", linear_heavy, torch.randn(1, 1024), ctx)
+    records = benchmark_formats("linear_heavy", linear_heavy_model(), torch.randn(1, LINEAR_HEAVY_WIDTH), ctx)
     cnn = pretrained("lenet", "digits", progress=ctx.progress).eval()
     _, _, test_loader = get_loaders("digits")
     example = next(iter(test_loader))[0][:1]
     records += benchmark_formats("lenet_digits", cnn, example, ctx, test_loader)
     return add_speedups(records, "fp32")
+
+
+def _find(records, model, variant, batch):
+    return next((r for r in records if (r["model"], r["variant"], r["batch"]) == (model, variant, batch)), None)
+
+
+def reading(records: list[dict]) -> str:
+    """Plain-language reading of a ``basics`` result, built only from the measured numbers."""
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in records):
+        for batch in sorted({r["batch"] for r in records if r["model"] == model}):
+            fp32 = _find(records, model, "fp32", batch)
+            parts = []
+            for variant in VARIANTS[1:]:
+                r = _find(records, model, variant, batch)
+                if fp32 and r and r.get("speedup"):
+                    verdict = "faster" if r["speedup"] > 1.1 else "slower" if r["speedup"] < 0.9 else "about the same"
+                    parts.append(f"{variant} {r['speedup']:.2f}x ({verdict})")
+            lines.append(f"{model}, batch {batch}: vs fp32 " + ", ".join(parts))
+        fp32 = _find(records, model, "fp32", 1)
+        int8 = _find(records, model, "int8_dynamic", 1)
+        if fp32 and int8 and fp32["size_bytes"] and int8["size_bytes"]:
+            lines.append(f"  size: fp32 {fp32['size_bytes'] / 1e6:.2f} MB -> int8_dynamic "
+                         f"{int8['size_bytes'] / 1e6:.2f} MB ({fp32['size_bytes'] / int8['size_bytes']:.1f}x smaller)")
+        if fp32 and int8 and fp32.get("accuracy") is not None:
+            lines.append(f"  accuracy: fp32 {fp32['accuracy']:.2%}, int8_dynamic {int8['accuracy']:.2%}, "
+                         f"bf16 {_find(records, model, 'bf16', 1)['accuracy']:.2%}")
+    return "\n".join(lines)
