@@ -53,7 +53,10 @@ def fold_batchnorm(layer: nn.Module, bn: nn.Module) -> nn.Module:
         else:
             shape[0] = -1
             new_w = w * (gamma * var_rsqrt).reshape(shape)
-        new_b = (b - bn.running_mean) * var_rsqrt * gamma + beta
+        if isinstance(layer, nn.Linear):  # same association of the products as torch's fuse_linear_bn_eval
+            new_b = (b - bn.running_mean) * (gamma * var_rsqrt) + beta
+        else:
+            new_b = (b - bn.running_mean) * var_rsqrt * gamma + beta
     fused.weight = nn.Parameter(new_w.to(w.dtype), requires_grad=layer.weight.requires_grad)
     fused.bias = nn.Parameter(new_b.to(w.dtype), requires_grad=layer.weight.requires_grad)
     return fused
