@@ -197,7 +197,7 @@ def test_leitner_boxes(bank_dir, tmp_path):
     with ProgressStore(tmp_path / "p.sqlite") as store:
         assert store.due(["ch00-a"], now=0) == ["ch00-a"]
         boxes = [store.record(q, ok, now=100.0).box for ok in (True, True, True, True, True, True)]
-        assert boxes == [1, 2, 3, 4, 5, 5]
+        assert boxes == [2, 3, 4, 5, 5, 5]  # a new question counts as box 1
         card = store.card("ch00-a")
         assert card.due == 100.0 + 21 * DAY and (card.n_right, card.n_wrong) == (6, 0)
         assert store.due(["ch00-a"], now=100.0 + 20 * DAY) == []
@@ -288,16 +288,18 @@ def test_drill_session_records_answers_weakest_topic_first(tmp_path, bank_dir):
     with ProgressStore(db) as store:
         rows = store.answers()
         assert len(rows) == 7 and sum(r["correct"] for r in rows) == 5
-        assert store.card("ch00-b").box == 1 and store.card("ch00-a").box == 1
+        assert store.card("ch00-b").box == 1 and store.card("ch00-a").box == 2
     text = out.getvalue()
     assert "WRONG" in text and "Why: Because ch00-b." in text and "== Drill: 5/7 right" in text
-    # everything answered is now scheduled: nothing is due straight away except the two wrong ones
+    # right answers are due tomorrow (box 2), wrong ones at once (box 1, interval 0)
     out2 = io.StringIO()
     oracle = Oracle(out2, bank)
     again = drill.run_drill(db=db, seed=1, bank_dir=bank_dir, out=out2, inp=oracle)
-    assert sorted(oracle.asked) == ["ch00-a", "ch00-b", "ch00-c", "ch02-mem", "ch02-multi", "ch02-ratio",
-                                    "ch02-why"]  # box 1 is due again at once (interval 0)
-    assert again.correct == 7
+    assert sorted(oracle.asked) == ["ch00-b", "ch02-why"] and again.correct == 2
+    oracle = Oracle(io.StringIO(), bank)
+    oracle.out = out4 = io.StringIO()
+    drill.run_drill(db=db, seed=1, bank_dir=bank_dir, out=out4, inp=oracle, now=time.time() + 1.01 * DAY)
+    assert len(oracle.asked) == 7  # all seven now sit in box 2: due a day later
     # weakest topics first: calibration (1 wrong of 2) before the others
     out3 = io.StringIO()
     oracle3 = Oracle(out3, bank)
@@ -351,10 +353,12 @@ def test_mock_interview_ends_on_time_with_topic_report(tmp_path, bank_dir):
     chapters = [qid[:4] for qid in oracle.asked]
     assert chapters[0] != chapters[1]  # mixed chapters
     text = out.getvalue()
-    assert "not scored" in text and "Mock interview score: 2/2 right" in text and "WRONG" not in text
-    summary = drill.run_mock(30, n=3, db=tmp_path / "p.sqlite", seed=0, bank_dir=bank_dir, out=io.StringIO(),
-                             inp=io.StringIO("A\nA\nA\nA\n"), clock=FakeClock())
-    assert summary.answered == 3 and summary.ended_by == "done"
+    assert "not scored" in text and "Mock interview score: 2/2 right" in text and "RIGHT" not in text
+    out = io.StringIO()
+    summary = drill.run_mock(30, n=3, db=tmp_path / "p.sqlite", seed=0, bank_dir=bank_dir, out=out,
+                             inp=Oracle(out, bank, wrong={"ch00-a", "ch00-b", "ch00-c"}), clock=FakeClock())
+    assert summary.answered == 3 and summary.ended_by == "done" and "WRONG" not in out.getvalue()
+    assert "review:\n  - ch00-" in out.getvalue() and ": A) yes. Because ch00-" in out.getvalue()
 
 
 def test_stats_report(tmp_path, bank_dir):
@@ -380,7 +384,7 @@ def test_drill_through_piped_stdin_in_a_subprocess(tmp_path, bank_dir):
     db = tmp_path / "p.sqlite"
     proc = _drill_process(bank_dir, db, "--chapter", "0", "--n", "3", "--seed", "4")
     stdout, stderr = proc.communicate("what\nA\nA\nA\n", timeout=60)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 0 and stderr == "", stderr
     assert "Could not read that" in stdout and "== Drill: 3/3 right" in stdout
     with ProgressStore(db) as store:
         assert [r["correct"] for r in store.answers()] == [1, 1, 1]
@@ -510,3 +514,25 @@ def test_graded_cells(bank_dir, capsys):
     assert "**1. `ch00-a`**" in text and "- **B)** no" in text and "Because" not in text
     assert graded.render(ids, bank_dir=bank_dir).data == text
     assert capsys.readouterr().err == ""
+
+
+def test_graded_cell_in_a_fresh_kernel_like_process_writes_nothing_to_stderr(tmp_path):
+    """nbgrader scores a test cell with any stderr output as 0: import + grade through torch-backed generators."""
+    files = {"ch01_ints.json": {"chapter": "01", "title": "Integers", "questions": [
+        _q("ch01-zp", type="numeric", choices=None, answer=None, generator="scale_zero_point", tolerance={"abs": 0},
+           params={"min_val": [-1.0], "max_val": [3.0], "bits": [8], "symmetric": [False], "ask": ["zero_point"]},
+           prompt="Zero point for [{min_val}, {max_val}] in unsigned {bits}-bit?"),
+        _q("ch01-q", type="numeric", choices=None, answer=None, generator="quantize_value", tolerance={"abs": 0},
+           params={"x": [0.25], "scale": [0.1], "zero_point": [0], "bits": [8]}, prompt="Code of {x}?")]}}
+    bank = write_bank(tmp_path / "b", files)
+    code = ("import coursekit.quiz as quiz\n"
+            f"assert quiz.grade_answers({{'ch01-zp': '64', 'ch01-q': '2'}}, ['ch01-zp', 'ch01-q'], bank_dir={str(bank)!r}) == 2\n"
+            "try:\n"
+            f"    quiz.grade_answers({{'ch01-zp': '63'}}, ['ch01-zp'], bank_dir={str(bank)!r})\n"
+            "except AssertionError as err:\n"
+            "    print(err)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NBGRADER_EXECUTION="autograde")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.strip() == "0/1 right; wrong: ch01-zp"

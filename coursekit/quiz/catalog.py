@@ -101,6 +101,9 @@ def questions(chapter=None, topic=None, *, directory=None) -> list[Question]:
     """
     bank = load_bank(directory)
     selected = list(bank.questions)
+    if not selected and (chapter is not None or topic is not None):
+        raise ValueError("the question bank is empty: no chNN_*.json files in "
+                         f"{directory or 'coursekit/quiz/bank'}")
     if chapter is not None:
         chapter = check_choice("chapter", normalize_chapter(chapter), bank.chapters)
         selected = [q for q in selected if q.chapter == chapter]

@@ -17,7 +17,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from coursekit.quiz.answers import ParseError, check_answer
+from coursekit.quiz.answers import ParseError, check_answer, expected_text
 from coursekit.quiz.catalog import load_bank, questions
 from coursekit.quiz.formatting import answer_hint, plain_text, tag_line
 from coursekit.quiz.generators import instantiate
@@ -38,6 +38,7 @@ class Summary:
     ended_by: str = "done"  # done | eof | quit | time | nothing-due
     session: str = ""
     missed: list = field(default_factory=list)  # ids answered wrong
+    review: list = field(default_factory=list)  # mock interview: answer and explanation of each miss
 
     def add(self, question, correct: bool) -> None:
         topic = question.topic
@@ -117,7 +118,7 @@ def _show_result(result, card, out) -> None:
     out.write(f"{mark}. {result.feedback}\nWhy: {result.explanation}\n")
     if card is not None:
         days = (card.due - time.time()) / DAY
-        when = "again this session or next" if days < 0.5 else f"in about {round(days)} day(s)"
+        when = "in the next drill" if days < 0.5 else f"in about {round(days)} day(s)"
         out.write(f"(Leitner box {card.box}; next review {when})\n")
     out.flush()
 
@@ -129,7 +130,9 @@ def _print_summary(summary: Summary, out, title: str) -> None:
               f"{f', {summary.skipped} skipped' if summary.skipped else ''} ({reasons[summary.ended_by]}) ==\n")
     for topic, (right, total) in sorted(summary.by_topic.items(), key=lambda kv: kv[1][0] / kv[1][1]):
         out.write(f"  {topic:<32} {right}/{total}  {100 * right / total:5.1f}%\n")
-    if summary.missed:
+    if summary.review:
+        out.write("review:\n" + "".join(f"  - {line}\n" for line in summary.review))
+    elif summary.missed:
         out.write("to review: " + ", ".join(summary.missed) + "\n")
     out.flush()
 
@@ -157,7 +160,12 @@ def _session(pool, store, inp, out, *, seed, mode, deadline=None, clock=time.mon
         response, result = outcome
         card = store.record(concrete, result.correct, response, session=summary.session, mode=mode)
         summary.add(concrete, result.correct)
-        _show_result(result, card if mode == "drill" else None, out)
+        if mode == "drill":
+            _show_result(result, card, out)
+        else:  # a mock interview gives no feedback until the end
+            out.write("(answer recorded)\n")
+            if not result.correct:
+                summary.review.append(f"{concrete.id}: {expected_text(concrete)}. {result.explanation}")
     return summary
 
 

@@ -2,8 +2,8 @@
 
 Spaced repetition follows the Leitner system (S. Leitner, *So lernt man lernen*, 1972): every question sits
 in a box 1..5; a right answer moves it one box up, a wrong answer back to box 1, and a question in box ``b``
-is due again ``INTERVAL_DAYS[b]`` days after its last answer (0, 1, 3, 7, 21 days). Questions never
-answered are due now. Leitner was chosen over SM-2 (P. Wozniak, SuperMemo 2, 1987) because a quiz answer is
+is due again ``INTERVAL_DAYS[b]`` days after its last answer (0, 1, 3, 7, 21 days for boxes 1..5). A question
+never answered counts as box 1, due now; a first right answer puts it in box 2 (due tomorrow). Leitner was chosen over SM-2 (P. Wozniak, SuperMemo 2, 1987) because a quiz answer is
 right or wrong, not graded 0-5, and the boxes are easy to show a learner.
 
 Every answer is written in its own transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a drill that is
@@ -175,7 +175,7 @@ class ProgressStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (now, session, mode, question.id, question.chapter, question.topic, int(correct), response))
         old = self.card(question.id)
-        box = next_box(old.box if old else 0, correct)
+        box = next_box(old.box if old else 1, correct)  # a new question starts in box 1
         card = Card(question.id, box, now + INTERVAL_DAYS[box] * DAY,
                     (old.n_right if old else 0) + correct, (old.n_wrong if old else 0) + (not correct))
         self._conn.execute(
