@@ -1,12 +1,14 @@
 """Benchmark suites behind ``coursekit bench --suite NAME``.
 
-Each chapter registers a suite with ``@register("name", "one-line description")``. A suite is a function
+Each chapter adds a module here (``coursekit/suites/NAME.py``, found automatically) that registers a suite with
+``@register("name", "one-line description")``. A suite is a function
 ``suite(ctx: SuiteContext) -> list[dict]`` returning records made with ``coursekit.bench.make_record``;
 ``run_suite`` adds the hardware report so results never lose the machine they were measured on.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,8 +42,6 @@ class Suite:
 
 
 _SUITES: dict[str, Suite] = {}
-# Modules that register suites; imported on first use so `import coursekit.suites` stays cheap.
-SUITE_MODULES = ("coursekit.suites.basics",)
 
 
 def register(name: str, description: str):
@@ -53,8 +53,9 @@ def register(name: str, description: str):
 
 
 def _load() -> dict[str, Suite]:
-    for module in SUITE_MODULES:
-        importlib.import_module(module)
+    """Import every module in this package once (each registers its suites); cheap after the first call."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
     return _SUITES
 
 
