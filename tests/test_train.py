@@ -1,0 +1,129 @@
+"""coursekit.train: deterministic training that learns, evaluation checked by hand, device selection,
+silent progress bars, and the checkpoint cache (hit, miss, corrupted file)."""
+import pytest
+import torch
+from torch import nn
+
+from coursekit.data import get_loaders
+from coursekit.models import build_model
+from coursekit.train import checkpoints, evaluate, fit, pretrained, seed_everything, select_device
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSEKIT_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def _train_mlp(epochs=3, seed=0, progress=False):
+    seed_everything(seed)
+    train, val, test = get_loaders("digits", batch_size=32, seed=seed, fast=True)
+    model = build_model("mlp", "digits")
+    history = fit(model, train, val, epochs=epochs, lr=3e-3, device="cpu", progress=progress)
+    return model, history, test
+
+
+def test_fit_learns_well_above_chance():
+    model, history, test = _train_mlp(epochs=8)
+    assert len(history["train_loss"]) == 8 and len(history["val_accuracy"]) == 8
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert evaluate(model, test)["accuracy"] > 0.85                  # chance: 0.10
+
+
+def test_training_is_deterministic_given_the_seed():
+    a, _, _ = _train_mlp(seed=0)
+    b, _, _ = _train_mlp(seed=0)
+    c, _, _ = _train_mlp(seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.net[1].weight, c.net[1].weight)
+
+
+def test_evaluate_matches_a_hand_computation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    _, _, test = get_loaders("digits", fast=True, eval_batch_size=50)
+    x, y = test.dataset.x, test.dataset.y
+    with torch.no_grad():
+        logits = model(x)
+    got = evaluate(model, test)
+    assert got["n"] == len(y)
+    assert got["accuracy"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert got["loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+
+
+def test_evaluate_restores_training_mode():
+    model = build_model("lenet")
+    model.train()
+    _, val, _ = get_loaders("digits", fast=True)
+    evaluate(model, val)
+    assert model.training
+
+
+def test_progress_false_is_silent_and_progress_true_avoids_stderr(capfd):
+    _train_mlp(epochs=1, progress=False)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    _train_mlp(epochs=1, progress=True)
+    out, err = capfd.readouterr()
+    assert err == "" and "1/1" in out
+
+
+def test_bad_arguments():
+    model = build_model("mlp")
+    train, _, _ = get_loaders("digits", fast=True)
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(model, train, optimizer="lbfgs", progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        fit(model, train, epochs=0, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        fit(model, train, lr=-1.0, progress=False)
+
+
+def test_select_device(monkeypatch):
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device(torch.device("cpu")).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto").type in {"cpu", "mps"}
+    with pytest.raises(ValueError, match=r"device='cuda'.*is_available\(\) is False.*available here: 'cpu'"):
+        select_device("cuda")
+    with pytest.raises(ValueError, match="'auto', 'cpu', 'cuda', 'mps'"):
+        select_device("tpu")
+
+
+@pytest.mark.slow
+def test_pretrained_caches_and_reloads_identical_weights(cache, monkeypatch):
+    first = pretrained("mlp", "digits", epochs=2, progress=False)
+    info = first.checkpoint_info
+    assert not info["cached"] and info["test_accuracy"] > 0.2 and info["hparams"]["epochs"] == 2
+    assert not first.training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cache hit must not train")
+    monkeypatch.setattr(checkpoints, "fit", no_training)
+    second = pretrained("mlp", "digits", epochs=2, progress=False)
+    assert second.checkpoint_info["cached"] and second.checkpoint_info["path"] == info["path"]
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(AssertionError, match="must not train"):   # another configuration is another file
+        pretrained("mlp", "digits", epochs=3, progress=False)
+
+
+@pytest.mark.slow
+def test_corrupted_cache_is_set_aside_and_retrained(cache, capfd):
+    good = pretrained("mlp", "digits", epochs=1, progress=False)
+    path = checkpoints.Path(good.checkpoint_info["path"])
+    path.write_bytes(b"not a checkpoint")
+    again = pretrained("mlp", "digits", epochs=1, progress=False)
+    assert not again.checkpoint_info["cached"]
+    assert "corrupt" in again.checkpoint_info["recovered_from"]
+    assert path.with_name(path.name + ".corrupt").read_bytes() == b"not a checkpoint"
+    for a, b in zip(good.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)                                  # retrained deterministically
+    assert pretrained("mlp", "digits", epochs=1, progress=False).checkpoint_info["cached"]
+    assert capfd.readouterr().err == ""
+
+
+def test_pretrained_without_cache_writes_nothing(cache):
+    model = pretrained("cnn1d", epochs=1, progress=False, cache=False)
+    assert model.checkpoint_info["dataset"] == "mnist1d"
+    assert not (cache / "checkpoints").exists() or not any((cache / "checkpoints").iterdir())
