@@ -15,8 +15,12 @@ The random draws happen in the reference's order from a legacy ``numpy.random.Ra
 default seed 42 is meant to reproduce the published ``mnist1d_data.pkl`` (not checked byte-for-byte here,
 because that file needs a download). Generation takes about 0.2 s and is cached in memory.
 
-Published test accuracies on this dataset (paper, Table/Figure 2; 4000 training examples):
-logistic regression ~32 %, MLP ~68 %, GRU ~91 %, CNN ~94 %, human ~96 %.
+Published test accuracies (paper, 4000 training examples): logistic regression ~32 %, MLP ~68 %,
+GRU ~91 %, CNN ~94 %. Measured here on the default seed-42 data (2 CPU cores, torch 2.14):
+scikit-learn LogisticRegression 32.8 %; ``cnn1d`` trained with the reference protocol (all 4000 examples,
+batch 100 in order, Adam 1e-2, 8000 steps, ~22 s) 92.6-93.0 %, ``mlp1d`` the same way 64.5-65.2 %.
+With coursekit's split (3200 train / 800 val) and ``train.pretrained`` recipes: ``cnn1d`` 89.8 %,
+``mlp1d`` 64.5 %. The GRU baseline is not reimplemented.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Models for MNIST-1D (Greydanus & Kobak 2020, "Scaling down deep learning with MNIST-1D").
 
 They follow the paper's baselines: an MLP with two hidden layers of 100 units (published ~68 % test
-accuracy) and a CNN of three strided 1D convolutions with 25 channels plus one Linear layer (~94 %).
+accuracy; the reference adds a skip connection around the second layer, ours is a plain MLP and measures
+64.5-65 %) and a CNN of three strided 1D convolutions with 25 channels plus one Linear layer (published ~94 %,
+ours measures 92.6-93.0 % with the reference training protocol; see ``coursekit.data.mnist1d``).
 """
 from __future__ import annotations
 

