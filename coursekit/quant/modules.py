@@ -83,7 +83,18 @@ class FakeQuantizer(nn.Module):
         self.scale = scale.to(torch.float32)
         self.zero_point = zero_point.to(torch.int32)
         self.calibrating = False
+        self._cache_scalars()
         return self
+
+    def _cache_scalars(self) -> None:
+        # per-tensor parameters as Python numbers: torch.export (dynamo ONNX exporter) has no fake kernel for
+        # the tensor-qparams overload of fake_quantize_per_tensor_affine, but handles the float/int one
+        self._scalar_qparams = ((float(self.scale.reshape(-1)[0]), int(self.zero_point.reshape(-1)[0]))
+                                if self.scale.numel() == 1 else None)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._cache_scalars()
 
     # -- forward ---------------------------------------------------------------------------------------
     def _dynamic_qparams(self, x: torch.Tensor):
@@ -108,6 +119,8 @@ class FakeQuantizer(nn.Module):
         :func:`coursekit.quant.primitives.fake_quantize`, tested) so that ONNX export produces Q/DQ nodes."""
         if self.rounding == "torch" and self.group_size is None and (self.qmin, self.qmax) in ONNX_QDQ_RANGES:
             if self.axis is None:
+                if not self.dynamic and getattr(self, "_scalar_qparams", None) is not None:
+                    scale, zero_point = self._scalar_qparams
                 return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, self.qmin, self.qmax)
             axis = self.axis % x.dim()
             return torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, self.qmin, self.qmax)
