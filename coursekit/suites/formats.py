@@ -1,0 +1,203 @@
+"""The ``formats`` suite: how fast this machine multiplies matrices in each number format, and how big a model is.
+
+Two kinds of records:
+
+* **matmul** (one per device, dtype and size ``n``): the square product ``A @ B`` of two ``n x n`` matrices in FP32,
+  BF16 and FP16 (and FP8 E4M3 through ``torch._scaled_mm`` on CUDA GPUs of compute capability 8.9 or newer). A
+  product costs ``2 n^3`` floating-point operations, so ``gflops = 2 n^3 / median seconds / 1e9``. The dtypes of
+  one size are timed interleaved with ``coursekit.bench.measure_latency`` at ``ctx.threads`` threads.
+  ``batch`` is ``n``: the rows of ``A``, the tokens a transformer's Linear layer processes at once.
+* **size** (one per format): the bytes of the suite's Linear-heavy model (``basics.linear_heavy_model``) stored in
+  each format, from ``coursekit.formats.model_memory_report``; 4-bit formats carry one FP16 scale per group of
+  ``GROUP_SIZE`` weights. These rows have no latency.
+
+Lower precision is only faster where the hardware has instructions for it: FP32 runs on the FP32 vector units
+(AVX-512 FMA), BF16 on AVX512-BF16 / AMX-BF16 tiles (x86) or tensor cores (GPU), FP16 on AVX512-FP16 / AMX-FP16
+where torch's kernels use them, otherwise it is converted to FP32 and back (slower than FP32).
+"""
+from __future__ import annotations
+
+import torch
+
+from coursekit.bench import make_record, measure_latency
+from coursekit.formats import model_memory_report
+from coursekit.suites import SuiteContext, register
+
+MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+SIZES = (256, 1024, 2048)
+FAST_SIZES = (256, 1024)
+SIZE_FORMATS = ("fp32", "fp16", "bf16", "fp8_e4m3", "int8", "int4", "nf4")
+GROUP_SIZE = 64  # one FP16 scale per 64 weights for int4 / nf4 (QLoRA's block size)
+FP8_MIN_CAPABILITY = (8, 9)  # Ada (8.9) and Hopper (9.0) tensor cores have FP8
+
+
+def matmul_flops(n: int) -> int:
+    """Floating-point operations of an ``n x n`` by ``n x n`` product: n^2 outputs, n multiply-adds each."""
+    return 2 * n ** 3
+
+
+def fp8_support(device: str) -> tuple[bool, str]:
+    """Whether ``torch._scaled_mm`` FP8 can run on ``device``, and why not when it cannot."""
+    if not device.startswith("cuda"):
+        return False, "FP8 matmul needs a CUDA GPU of compute capability >= 8.9 (Ada, Hopper, Blackwell)"
+    if not hasattr(torch, "_scaled_mm"):
+        return False, f"this torch ({torch.__version__}) has no torch._scaled_mm"
+    capability = torch.cuda.get_device_capability(device)
+    if capability < FP8_MIN_CAPABILITY:
+        return False, (f"GPU compute capability {capability[0]}.{capability[1]} < 8.9: no FP8 tensor cores "
+                       "(A100 is 8.0)")
+    return True, ""
+
+
+def _fp8_call(n: int, device: str):
+    """A zero-argument FP8 E4M3 product (per-tensor scales 1, BF16 output), or None if torch refuses it."""
+    a = torch.randn(n, n, device=device).to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device=device).to(torch.float8_e4m3fn).t()  # _scaled_mm wants B column-major
+    one = torch.ones((), device=device)
+
+    def call():
+        return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+    try:
+        call()
+    except (RuntimeError, TypeError):
+        return None
+    return call
+
+
+def matmul_records(ctx: SuiteContext, device: str) -> list[dict]:
+    """GFLOP/s of square matmuls per dtype and size on ``device`` (dtypes interleaved within a size)."""
+    sizes = FAST_SIZES if ctx.fast else SIZES
+    fp8_ok, fp8_note = fp8_support(device)
+    records = []
+    for n in sizes:
+        torch.manual_seed(n)
+        calls = {}
+        for name, dtype in MATMUL_DTYPES.items():
+            a = torch.randn(n, n, device=device).to(dtype)
+            b = torch.randn(n, n, device=device).to(dtype)
+            calls[name] = lambda a=a, b=b: a @ b
+        if fp8_ok:
+            call = _fp8_call(n, device)
+            if call is not None:
+                calls["fp8_e4m3"] = call
+            else:
+                fp8_note = "torch._scaled_mm refused FP8 on this GPU / torch build"
+        stats = measure_latency(calls, repeats=ctx.repeats, warmup=2, device=device, threads=ctx.threads)
+        for name, s in stats.items():
+            records.append(make_record(
+                "matmul", name, device=device, batch=n, threads=ctx.threads, stats=s, size=n,
+                gflops=matmul_flops(n) / (s.median_ms * 1e-3) / 1e9, note="",
+            ))
+        if not fp8_ok or "fp8_e4m3" not in calls:
+            records.append(make_record("matmul", "fp8_e4m3", device=device, batch=n, threads=ctx.threads,
+                                       size=n, gflops=None, note=f"skipped: {fp8_note}"))
+    return records
+
+
+def size_records(ctx: SuiteContext) -> list[dict]:
+    """Bytes of the Linear-heavy model in each of ``SIZE_FORMATS`` (4-bit formats with group scales)."""
+    from coursekit.suites.basics import linear_heavy_model
+
+    model = linear_heavy_model()
+    plain = model_memory_report(model, [f for f in SIZE_FORMATS if f not in ("int4", "nf4")])
+    grouped = model_memory_report(model, ["int4", "nf4"], group_size=GROUP_SIZE)
+    records = []
+    for report, group in ((plain, None), (grouped, GROUP_SIZE)):
+        for name, size in report.bytes_by_format.items():
+            records.append(make_record(
+                "linear_heavy", name, device="cpu", batch=1, threads=ctx.threads, size_bytes=size,
+                num_params=report.num_params, group_size=group, bits_per_param=8 * size / report.num_params,
+            ))
+    return records
+
+
+@register("formats", "matmul GFLOP/s in FP32 / BF16 / FP16 (FP8 on new GPUs) and model size per format")
+def formats_suite(ctx: SuiteContext) -> list[dict]:
+    records = matmul_records(ctx, ctx.device)
+    if ctx.device != "cpu":  # the CPU is always worth knowing: it is the baseline the GPU is compared with
+        records = matmul_records(ctx, "cpu") + records
+    return records + size_records(ctx)
+
+
+def _matmul(records, device, variant, n):
+    return next((r for r in records if r["model"] == "matmul" and r["device"] == device
+                 and r["variant"] == variant and r["batch"] == n and r.get("gflops")), None)
+
+
+def _verdict(ratio: float) -> str:
+    return "faster" if ratio > 1.1 else "slower" if ratio < 0.9 else "about the same"
+
+
+def reading(records: list[dict]) -> str:
+    """Plain-language reading of a ``formats`` result, built only from the measured numbers."""
+    lines = []
+    matmuls = [r for r in records if r["model"] == "matmul"]
+    for device in dict.fromkeys(r["device"] for r in matmuls):
+        sizes = sorted({r["batch"] for r in matmuls if r["device"] == device})
+        lines.append(f"{device}, {matmuls[0]['threads']} thread(s):")
+        for n in sizes:
+            base = _matmul(records, device, "fp32", n)
+            parts = []
+            for variant in ("bf16", "fp16", "fp8_e4m3"):
+                r = _matmul(records, device, variant, n)
+                if base and r:
+                    ratio = r["gflops"] / base["gflops"]
+                    parts.append(f"{variant} {r['gflops']:,.0f} ({ratio:.2f}x, {_verdict(ratio)})")
+            if base:
+                lines.append(f"  n={n}: fp32 {base['gflops']:,.0f} GFLOP/s; " + ", ".join(parts))
+        n = sizes[-1]
+        base, bf16, fp16 = (_matmul(records, device, v, n) for v in ("fp32", "bf16", "fp16"))
+        if base and bf16:
+            ratio = bf16["gflops"] / base["gflops"]
+            if ratio > 1.5:
+                lines.append(f"  -> BF16 is {ratio:.1f}x FP32 at n={n}: this {device.upper()} has a native BF16 "
+                             "matrix path (AMX-BF16 / AVX512-BF16 on x86 CPUs, tensor cores on GPUs).")
+            elif ratio < 0.9:
+                lines.append(f"  -> BF16 is slower than FP32 at n={n} ({ratio:.2f}x): no native BF16 matrix "
+                             "instructions are used here; BF16 only saves memory on this machine.")
+            else:
+                lines.append(f"  -> BF16 is about as fast as FP32 at n={n} ({ratio:.2f}x): it halves memory "
+                             "but the arithmetic is not accelerated here.")
+        if base and fp16:
+            ratio = fp16["gflops"] / base["gflops"]
+            if ratio > 1.5:
+                lines.append(f"  -> FP16 is {ratio:.1f}x FP32 at n={n}: native FP16 matrix arithmetic is used.")
+            elif ratio < 0.9:
+                lines.append(f"  -> FP16 is slower than FP32 at n={n} ({ratio:.2f}x): no native FP16 matmul is "
+                             "used, so values are widened to FP32 and back, a cost on top of the FP32 work.")
+            else:
+                lines.append(f"  -> FP16 is about as fast as FP32 at n={n} ({ratio:.2f}x): the kernel computes "
+                             "in FP32 (no native FP16 matmul used); FP16 only halves the memory here.")
+        skipped = [r for r in matmuls if r["device"] == device and r.get("note", "").startswith("skipped")]
+        if skipped:
+            lines.append(f"  -> fp8_e4m3 {skipped[0]['note']}")
+    sizes = {r["variant"]: r for r in records if r["model"] != "matmul" and r.get("size_bytes")}
+    if "fp32" in sizes:
+        fp32 = sizes["fp32"]["size_bytes"]
+        parts = [f"{name} {r['size_bytes'] / 1e6:.1f} MB ({fp32 / r['size_bytes']:.1f}x)" for name, r in sizes.items()]
+        model = sizes["fp32"]["model"]
+        lines.append(f"{model} ({sizes['fp32']['num_params']:,} parameters): " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def plot_gflops(records: list[dict], ax=None):
+    """GFLOP/s against matrix size, one line per (device, dtype)."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in records if r["model"] == "matmul" and r.get("gflops")]
+    if not rows:
+        raise ValueError("records has no matmul rows with gflops to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.4))
+    for device, variant in dict.fromkeys((r["device"], r["variant"]) for r in rows):
+        pts = sorted((r["batch"], r["gflops"]) for r in rows if (r["device"], r["variant"]) == (device, variant))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{variant} ({device})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("n (n x n @ n x n)")
+    ax.set_ylabel("GFLOP/s (median)")
+    ax.set_title(f"matmul throughput, {rows[0]['threads']} thread(s)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

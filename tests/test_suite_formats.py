@@ -1,0 +1,112 @@
+"""The ``formats`` suite: record keys, GFLOP/s consistent with 2 n^3 / latency, sizes equal the memory arithmetic."""
+import math
+
+import pytest
+import torch
+
+from coursekit.bench import RECORD_KEYS
+from coursekit.formats import memory_bytes
+from coursekit.suites import list_suites, run_suite
+from coursekit.suites.basics import linear_heavy_model
+from coursekit.suites.formats import (
+    FAST_SIZES,
+    GROUP_SIZE,
+    MATMUL_DTYPES,
+    fp8_support,
+    matmul_flops,
+    plot_gflops,
+    reading,
+)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_suite("formats", fast=True, progress=False, repeats=3)
+
+
+def test_suite_is_registered():
+    assert "formats" in list_suites()
+
+
+def test_every_record_has_the_standard_keys(result):
+    assert result["suite"] == "formats" and "cpu" in result["hardware"]
+    for r in result["records"]:
+        assert set(RECORD_KEYS) <= set(r), r
+
+
+def test_matmul_records_are_consistent(result):
+    rows = [r for r in result["records"] if r["model"] == "matmul" and r["gflops"] is not None]
+    assert {(r["variant"], r["batch"]) for r in rows} == {(v, n) for v in MATMUL_DTYPES for n in FAST_SIZES}
+    for r in rows:
+        assert r["device"] == "cpu" and r["threads"] == 1 and r["size"] == r["batch"]
+        assert 0 < r["latency_ms_min"] <= r["latency_ms_median"] <= r["latency_ms_p90"]
+        expected = 2 * r["size"] ** 3 / (r["latency_ms_median"] * 1e-3) / 1e9
+        assert math.isclose(r["gflops"], expected, rel_tol=1e-9)
+        assert math.isclose(r["throughput_per_s"], r["batch"] * 1e3 / r["latency_ms_median"], rel_tol=1e-9)
+
+
+def test_fp8_is_skipped_with_a_reason_on_cpu(result):
+    skipped = [r for r in result["records"] if r["model"] == "matmul" and r["variant"] == "fp8_e4m3"]
+    assert len(skipped) == len(FAST_SIZES)
+    for r in skipped:
+        assert r["gflops"] is None and r["latency_ms_median"] is None
+        assert r["note"].startswith("skipped") and "8.9" in r["note"]
+    assert fp8_support("cpu")[0] is False
+
+
+def test_flops_of_a_square_product():
+    assert matmul_flops(1) == 2 and matmul_flops(1024) == 2 * 1024 ** 3
+
+
+def test_size_records_equal_the_memory_arithmetic(result):
+    model = linear_heavy_model()
+    params = list(model.parameters())
+    n = sum(p.numel() for p in params)
+    sizes = {r["variant"]: r for r in result["records"] if r["model"] == "linear_heavy"}
+    assert set(sizes) == {"fp32", "fp16", "bf16", "fp8_e4m3", "int8", "int4", "nf4"}
+    for name in ("fp32", "fp16", "bf16", "fp8_e4m3", "int8"):
+        assert sizes[name]["size_bytes"] == memory_bytes(n, name), name
+        assert sizes[name]["latency_ms_median"] is None
+    assert sizes["fp32"]["size_bytes"] == sum(p.numel() * 4 for p in params)
+    # 4 bits per weight + one 16-bit scale per group, groups counted per tensor (a short last group has a scale)
+    groups = sum(-(-p.numel() // GROUP_SIZE) for p in params)
+    for name in ("int4", "nf4"):
+        assert sizes[name]["size_bytes"] == -(-(n * 4 + groups * 16) // 8)
+        assert sizes[name]["group_size"] == GROUP_SIZE
+        assert 4 < sizes[name]["bits_per_param"] < 4 + 16 / GROUP_SIZE + 0.01
+
+
+def test_reading_is_built_from_the_numbers(result):
+    text = reading(result["records"])
+    fp32 = next(r for r in result["records"] if r["variant"] == "fp32" and r["batch"] == FAST_SIZES[-1]
+                and r["model"] == "matmul")
+    assert f"fp32 {fp32['gflops']:,.0f} GFLOP/s" in text
+    assert "BF16" in text and "FP16" in text and "skipped" in text
+    assert "linear_heavy" in text and "67.2 MB" in text
+
+
+def test_reading_explains_slow_fp16():
+    def row(variant, gflops):
+        return {"model": "matmul", "variant": variant, "device": "cpu", "batch": 512, "threads": 1,
+                "gflops": gflops}
+
+    text = reading([row("fp32", 100.0), row("bf16", 400.0), row("fp16", 50.0)])
+    assert "BF16 is 4.0x FP32" in text and "FP16 is slower than FP32" in text
+    text = reading([row("fp32", 100.0), row("bf16", 60.0), row("fp16", 100.0)])
+    assert "BF16 is slower than FP32" in text and "FP16 is about as fast" in text
+
+
+def test_plot_gflops(result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = plot_gflops(result["records"])
+    assert len(ax.get_lines()) == len(MATMUL_DTYPES)
+    with pytest.raises(ValueError, match="no matmul rows"):
+        plot_gflops([])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_run_also_measures_the_cpu():
+    records = run_suite("formats", device="cuda", fast=True, progress=False, repeats=3)["records"]
+    assert {r["device"] for r in records if r["model"] == "matmul"} == {"cpu", "cuda"}
