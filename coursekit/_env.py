@@ -15,27 +15,24 @@ def fast_mode() -> bool:
     return flag in {"1", "true", "yes", "on"} or bool(os.environ.get("NBGRADER_EXECUTION"))
 
 
-def cache_dir() -> Path:
-    """Directory for trained checkpoints and generated data (``COURSEKIT_CACHE`` overrides it)."""
-    override = os.environ.get("COURSEKIT_CACHE")
+def _user_dir(env_var: str, kind: str) -> Path:
+    """``$env_var`` if set, else the platform's user cache/data folder for coursekit; created if missing."""
+    override = os.environ.get(env_var)
     if override:
         path = Path(override).expanduser()
     else:
-        from platformdirs import user_cache_dir
+        import platformdirs
 
-        path = Path(user_cache_dir("coursekit"))
+        path = Path(getattr(platformdirs, f"user_{kind}_dir")("coursekit"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Directory for trained checkpoints and generated data (``COURSEKIT_CACHE`` overrides it)."""
+    return _user_dir("COURSEKIT_CACHE", "cache")
 
 
 def data_dir() -> Path:
     """Directory for user data such as quiz progress (``COURSEKIT_DATA`` overrides it)."""
-    override = os.environ.get("COURSEKIT_DATA")
-    if override:
-        path = Path(override).expanduser()
-    else:
-        from platformdirs import user_data_dir
-
-        path = Path(user_data_dir("coursekit"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _user_dir("COURSEKIT_DATA", "data")

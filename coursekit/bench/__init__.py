@@ -13,7 +13,6 @@ from coursekit.bench.hardware import (
 )
 from coursekit.bench.memory import (
     PeakMemory,
-    count_parameters,
     parameter_memory,
     peak_memory,
     serialized_size,
@@ -45,7 +44,6 @@ __all__ = [
     "accelerated_paths",
     "add_speedups",
     "calibrate_number",
-    "count_parameters",
     "cpu_info",
     "cuda_info",
     "format_hardware_report", "format_table",

@@ -29,11 +29,6 @@ def serialized_size(obj) -> int:
     return buffer.getbuffer().nbytes
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Number of parameter elements (buffers such as BatchNorm running stats are not parameters)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def parameter_memory(model: torch.nn.Module, formats=("fp32", "fp16", "int8", "int4"), group_size=None) -> dict:
     """Bytes the parameters need at each format in ``formats`` (FP16 group scales included when grouped,
     counted per tensor by ``coursekit.formats.model_memory_report``)."""
