@@ -49,7 +49,9 @@ def _cell(value) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        if abs(value) < 1000:
+            return f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) < 1e7 else f"{value:.4g}"
     return str(value)
 
 
