@@ -107,8 +107,13 @@ def plot_latency(records: list[dict], *, batch: int | None = None, ax=None, titl
                 high.append((r.get("latency_ms_p90") or r["latency_ms_median"]) - r["latency_ms_median"])
         ax.bar(xs, med, width, yerr=[low, high], capsize=3, label=variant)
     ax.set_xticks([i + width * (len(variants) - 1) / 2 for i in range(len(models))], models)
-    ax.set_ylabel("latency per batch (ms, median; bars: min..p90)")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_ylabel("ms per batch (median; bars: min..p90)")
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title(title or (f"batch {batch}" if batch else "latency"))
     ax.legend(fontsize=8)
     return ax
