@@ -74,3 +74,23 @@ def test_helpers_and_bad_input():
         ptq_vs_qat("lenet", "digits", bit_configs=("8bit",))
     with pytest.raises(ValueError, match="method"):
         ptq_vs_qat("lenet", "digits", method="pact")
+
+
+def test_finetune_records_step_sizes_and_the_explorer_builds():
+    from coursekit.data import get_loaders
+    from coursekit.quant import QATConfig, prepare_qat
+    from coursekit.suites.qat import finetune, step_size_explorer
+    from coursekit.train import pretrained
+
+    model = pretrained("lenet", "digits", progress=False)
+    train, val, _ = get_loaders("digits", batch_size=64)
+    qat = prepare_qat(model, QATConfig(weight_bits=4, act_bits=4), [b for _, b in zip(range(2), train)])
+    history = finetune(qat, train, 2, val_loader=val)
+    assert history["epoch"] == [0, 1, 2] and len(history["step_sizes"]) == 3 and len(history["val_accuracy"]) == 3
+    assert set(history["step_sizes"][0]) == {"features.0", "features.4", "classifier.1", "classifier.3",
+                                             "classifier.5"}
+    assert history["lr"][1] == 0.01 and history["lr"][2] < 0.01  # cosine over epochs
+    box = step_size_explorer(history)
+    assert len(box.children) == 2
+    with pytest.raises(ValueError, match="finetune"):
+        step_size_explorer({"step_sizes": []})
