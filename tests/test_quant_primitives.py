@@ -241,3 +241,12 @@ def test_bad_zero_point_and_minmax():
         P.fake_quantize(torch.zeros(3), 0.1, 0, -128, 127, rounding="floor")
     with pytest.raises(TypeError, match="floating-point"):
         P.fake_quantize(torch.zeros(3, dtype=torch.int32), 0.1, 0, -128, 127)
+
+
+def test_calc_qparams_accepts_numpy_scalars():
+    import numpy as np
+
+    from coursekit.quant import calc_qparams
+
+    low, high = np.percentile(np.array([-1.0, 0.5, 2.0]), [0, 100])
+    assert [float(t) for t in calc_qparams(low, high, -128, 127)] == [float(t) for t in calc_qparams(-1.0, 2.0, -128, 127)]

@@ -63,6 +63,10 @@ def _calibration_reader_class():
                 self._batches.append(arr.astype(np.float32))
             if not self._batches:
                 raise ValueError("calibration_batches is empty: give at least one non-empty batch")
+            if len({b.shape[0] for b in self._batches}) > 1:
+                # ORT's histogram calibrators (percentile, entropy) stack batches with np.asarray and fail on
+                # unequal batch sizes (e.g. a short last batch): one concatenated batch is equivalent for them.
+                self._batches = [np.concatenate(self._batches)]
             self._iter = iter(self._batches)
 
         def get_next(self):

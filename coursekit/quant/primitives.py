@@ -20,6 +20,7 @@ integer path and quantization-aware training all call them.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -74,7 +75,7 @@ def _as_float_tensor(name: str, value) -> torch.Tensor:
         if not value.is_floating_point():
             value = value.to(torch.float32)
         return value.detach().to(torch.float32)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real too
         raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     return torch.tensor(float(value), dtype=torch.float32)
 
