@@ -141,10 +141,14 @@ def _batches(calibration_data) -> Iterable[torch.Tensor]:
         yield x
 
 
-def _quantizable_layers(model: nn.Module, skip: tuple) -> tuple[list, list]:
+def quantizable_layers(model: nn.Module, skip: tuple = ()) -> tuple[list[str], list[str]]:
+    """Names of the Linear/Conv layers to quantize, and of those ``skip`` (names or glob patterns) excludes.
+
+    A layer nested inside one already listed (e.g. the conv inside a QAT conv+BN wrapper) is not listed again.
+    """
     chosen, skipped = [], []
     for name, module in model.named_modules():
-        if type(module) in QUANTIZABLE:
+        if type(module) in QUANTIZABLE and not any(name.startswith(n + ".") for n in chosen + skipped):
             if any(fnmatch.fnmatch(name, pat) or name.startswith(pat + ".") for pat in skip):
                 skipped.append(name)
             else:
@@ -190,7 +194,7 @@ def quantize_model(model: nn.Module, config: QuantConfig | None = None, calibrat
 
     qmodel = fold_batchnorms(model) if config.fold_bn else copy.deepcopy(model)
     qmodel.eval()
-    names, skipped = _quantizable_layers(qmodel, config.skip)
+    names, skipped = quantizable_layers(qmodel, config.skip)
     if not names:
         kinds = ", ".join(t.__name__ for t in QUANTIZABLE)
         raise ValueError(f"the model has no quantizable layers ({kinds})"

@@ -40,7 +40,7 @@ from coursekit.quant.lsq import LSQQuantizer, STEQuantizer, _QATQuantizer
 from coursekit.quant.modules import QUANTIZABLE, FakeQuantizer
 from coursekit.quant.observers import MinMaxObserver
 from coursekit.quant.primitives import calc_qparams, check_bits
-from coursekit.quant.ptq import _batches
+from coursekit.quant.ptq import _batches, _replace, quantizable_layers
 
 METHODS = ("lsq", "ste")
 INITS = ("ptq", "lsq")
@@ -263,23 +263,6 @@ def _swap_conv_bn(module: nn.Module, pairs: list) -> None:
         _swap_conv_bn(child, pairs)
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-
-
-def _quantizable(model: nn.Module, skip: tuple) -> tuple[list[str], list[str]]:
-    chosen, skipped = [], []
-    for name, module in model.named_modules():
-        if type(module) in QUANTIZABLE and not any(
-                name.startswith(n + ".") for n in chosen + skipped):  # not inside an already chosen layer
-            if any(fnmatch.fnmatch(name, pat) or name.startswith(pat + ".") for pat in skip):
-                skipped.append(name)
-            else:
-                chosen.append(name)
-    return chosen, skipped
-
-
 def prepare_qat(model: nn.Module, config: QATConfig | None = None, calibration_data=None) -> nn.Module:
     """A QAT copy of ``model`` (the input is untouched), in training mode, ready to fine-tune.
 
@@ -300,7 +283,7 @@ def prepare_qat(model: nn.Module, config: QATConfig | None = None, calibration_d
     bn_pairs = []
     if config.bn == "simulate":
         _swap_conv_bn(qmodel, bn_pairs)
-    names, skipped = _quantizable(qmodel, config.skip)
+    names, skipped = quantizable_layers(qmodel, config.skip)
     if not names:
         raise ValueError("the model has no quantizable layers (Linear, Conv1d/2d/3d)"
                          + (f"; all were skipped by config.skip: {skipped}" if skipped else ""))
