@@ -176,6 +176,16 @@ def _wrap(layer: nn.Module, config: QuantConfig) -> _QuantLayer:
     return QUANTIZABLE[type(layer)](layer, wq, act, out)
 
 
+def checked_config(model, config, config_class):
+    """``config`` (or a default ``config_class()``) after checking both arguments' types."""
+    config = config_class() if config is None else config
+    if not isinstance(config, config_class):
+        raise TypeError(f"config must be a {config_class.__name__}, got {type(config).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return config
+
+
 def quantize_model(model: nn.Module, config: QuantConfig | None = None, calibration_data=None,
                    progress: bool = False) -> nn.Module:
     """Fake-quantized copy of ``model`` (the input is left untouched), with ``.quant_summary`` attached.
@@ -184,11 +194,7 @@ def quantize_model(model: nn.Module, config: QuantConfig | None = None, calibrat
     required for ``mode="static"``, ignored otherwise. Raises ValueError for an empty calibration set, NaN/inf
     in the calibration data, or a model without quantizable (Linear/Conv) layers.
     """
-    config = QuantConfig() if config is None else config
-    if not isinstance(config, QuantConfig):
-        raise TypeError(f"config must be a QuantConfig, got {type(config).__name__}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    config = checked_config(model, config, QuantConfig)
     if config.mode == "static" and calibration_data is None:
         raise ValueError("mode='static' needs calibration_data (an iterable of input batches)")
 

@@ -40,7 +40,7 @@ from coursekit.quant.lsq import LSQQuantizer, STEQuantizer, _QATQuantizer
 from coursekit.quant.modules import QUANTIZABLE, FakeQuantizer
 from coursekit.quant.observers import MinMaxObserver
 from coursekit.quant.primitives import calc_qparams, check_bits
-from coursekit.quant.ptq import _batches, _replace, quantizable_layers
+from coursekit.quant.ptq import _batches, _replace, checked_config, quantizable_layers
 
 METHODS = ("lsq", "ste")
 INITS = ("ptq", "lsq")
@@ -270,11 +270,7 @@ def prepare_qat(model: nn.Module, config: QATConfig | None = None, calibration_d
     initial activation scales; required for ``config.init="ptq"``. The copy carries ``qat_config`` and, per
     layer, the chosen bit widths in ``qat_bits``. Raises ValueError for a model without quantizable layers.
     """
-    config = QATConfig() if config is None else config
-    if not isinstance(config, QATConfig):
-        raise TypeError(f"config must be a QATConfig, got {type(config).__name__}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    config = checked_config(model, config, QATConfig)
     if config.init == "ptq" and calibration_data is None:
         raise ValueError("init='ptq' sets the initial scales from calibration_data (input batches, e.g. a few "
                          "training batches); pass calibration_data, or use QATConfig(init='lsq')")
