@@ -18,13 +18,13 @@ import pytest
 
 from coursekit.grading import SourceError, build, check_notebook, compile_source, init_course, parse_source
 
-FIXTURE = Path(__file__).parent / "fixtures" / "99_demo.nbsrc"
+FIXTURE = Path(__file__).parent / "fixtures" / "99_demo.py"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def course_repo(tmp_path_factory):
-    """A miniature course repository: solutions/src/99_demo.nbsrc built into solutions/ and notebooks/."""
+    """A miniature course repository: solutions/src/99_demo.py built into solutions/ and notebooks/."""
     root = tmp_path_factory.mktemp("repo")
     (root / "solutions" / "src").mkdir(parents=True)
     shutil.copy(FIXTURE, root / "solutions" / "src" / FIXTURE.name)
@@ -50,16 +50,17 @@ def test_compiled_cells_carry_nbgrader_metadata():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("%% tests id=t\nassert 1", "points"),
-    ("%% solution\nx = 1", "needs id"),
-    ("hello\n%% md\nx", "before the first"),
-    ("%% md id=a\nx\n%% code id=a\ny", "duplicate"),
-    ("%% code shiny\nx", "unknown word"),
-    ("%% widget\nx", "must start with"),
+    ('# %% tests="t"\nassert 1', "points"),
+    ('# %% solution="bad id!"\nx = 1', "must be 1-64"),
+    ('# %% [markdown] solution="s"\nx', "must be a code cell"),
+    ('# %% id="a"\nx = 1\n\n# %% id="a"\ny = 2', "duplicate"),
+    ('# %% shiny="x"\nx = 1', "unknown cell header"),
+    ('# %% locked="a" tests="b" points=1\nx = 1', "one role"),
+    ('# %% points=2\nx = 1', "tests cell only"),
 ])
-def test_bad_sources_are_rejected_with_the_line(text, message):
+def test_bad_sources_are_rejected_with_the_cell(text, message):
     with pytest.raises(SourceError, match=message):
-        parse_source(text, "demo.nbsrc")
+        parse_source(text, "demo.py")
 
 
 # --- build -----------------------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ def test_rebuild_keeps_a_backup_of_learner_work(course_repo, tmp_path):
     nb = nbformat.read(student, as_version=4)
     nb.cells[2].source = "def double(x):\n    return x + x  # my answer"
     nbformat.write(nb, student)
-    (root / "solutions" / "src" / "99_demo.nbsrc").write_text(FIXTURE.read_text() + "\n%% md\nA new closing note.")
+    (root / "solutions" / "src" / "99_demo.py").write_text(FIXTURE.read_text() + "\n# %% [markdown]\n# A new closing note.\n")
     written = build(root)
     backups = [item.backup for item in written if item.backup]
     assert len(backups) == 1 and "my answer" in backups[0].read_text()

@@ -8,7 +8,7 @@ from coursekit.grading import build
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "build", help="regenerate notebooks/ from solutions/ (nbgrader generate_assignment)",
-        description="Compile solutions/src/NN_topic.nbsrc into solutions/NN_topic.ipynb, then generate the "
+        description="Compile solutions/src/NN_topic.py into solutions/NN_topic.ipynb, then generate the "
                     "student notebooks/NN_topic.ipynb with nbgrader. Deterministic. A student notebook holding "
                     "your work is backed up to .coursekit/backups/ before it is replaced.",
     )

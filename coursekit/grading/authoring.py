@@ -1,18 +1,21 @@
-"""Chapter sources: readable plain text compiled into nbgrader notebooks.
+"""Chapter sources: jupytext percent-format Python files compiled into nbgrader notebooks.
 
-A chapter is written in ``solutions/src/NN_topic.nbsrc``. Lines starting with ``%%`` open a new cell::
+A chapter is written in ``solutions/src/NN_topic.py`` in jupytext's percent format (an ordinary Python file that
+ruff, editors and ``duplicates`` read; JupyterLab opens it as a notebook when jupytext is installed). A line
+starting with ``# %%`` opens a cell; its header carries the grading role as jupytext cell metadata::
 
-    %% md                                   a markdown cell
-    %% code                                 an ordinary code cell the learner may edit
-    %% code locked id=setup                 a read-only code cell (nbgrader "locked")
-    %% md locked id=intro                   a read-only markdown cell
-    %% solution id=ex1_timer                an autograded answer cell: the solution sits between
+    # %% [markdown]                         a markdown cell (each line commented with "# ")
+    # %%                                    an ordinary code cell the learner may edit
+    # %% locked="setup"                     a read-only code cell (nbgrader "locked") with id "setup"
+    # %% [markdown] locked="intro"          a read-only markdown cell
+    # %% solution="ex1_timer"               an autograded answer cell: the solution sits between
                                             ### BEGIN SOLUTION / ### END SOLUTION and nbgrader replaces it
-    %% tests id=ex1_timer_tests points=2    an autograder test cell (locked); hidden tests go between
-                                            ### BEGIN HIDDEN TESTS / ### END HIDDEN TESTS
+    # %% tests="ex1_timer_tests" points=2   an autograder test cell (locked); hidden tests go between
+                                            ### BEGIN HIDDEN TESTS / ### END HIDDEN TESTS (see ``sealed``)
+    # %% id="demo"                          any cell may name its id (anchors for the quiz bank, tests)
 
-Cell ids are deterministic: graded cells use their ``id``, other cells ``cNNN`` by position, so compiling the
-same source twice gives the same bytes. Notebooks are written without outputs and with the ``python3`` kernel
+Cell ids are deterministic: a cell uses its named id, other cells ``cNNN`` by position, so compiling the same
+source twice gives the same bytes. Notebooks are written without outputs and with the ``python3`` kernel
 (nbgrader forces the source's kernelspec onto submissions).
 """
 from __future__ import annotations
@@ -20,9 +23,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jupytext
 import nbformat
 
 KINDS = ("md", "code", "solution", "tests")
+ROLES = ("locked", "solution", "tests", "id")
+_JUPYTEXT_LAYOUT = ("lines_to_next_cell", "lines_to_end_of_cell_marker", "cell_marker")  # jupytext's own keys
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NOTEBOOK_METADATA = {
     "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
@@ -31,46 +37,41 @@ _NOTEBOOK_METADATA = {
 
 
 class SourceError(ValueError):
-    """A chapter source that cannot be compiled; the message names the file and line."""
+    """A chapter source that cannot be compiled; the message names the file and cell."""
 
 
-def _parse_header(header: str, where: str) -> dict:
-    words = header.split()
-    if not words or words[0] not in KINDS:
-        raise SourceError(f"{where}: cell header '%% {header}' must start with one of {', '.join(KINDS)}")
-    cell = {"kind": words[0], "locked": False, "id": None, "points": 0}
-    for word in words[1:]:
-        if word == "locked":
-            cell["locked"] = True
-        elif word.startswith("id="):
-            cell["id"] = word[3:]
-            if not _ID.match(cell["id"]):
-                raise SourceError(f"{where}: id {cell['id']!r} must be 1-64 letters, digits, '-' or '_'")
-        elif word.startswith("points="):
-            cell["points"] = int(word[7:])
-        else:
-            raise SourceError(f"{where}: unknown word {word!r} in cell header (use locked, id=..., points=...)")
-    if cell["kind"] in ("solution", "tests") and not cell["id"]:
-        raise SourceError(f"{where}: a {cell['kind']} cell needs id=...")
-    if cell["kind"] == "tests" and cell["points"] <= 0:
+def _cell_from_jupytext(cell, where: str) -> dict:
+    meta = {k: v for k, v in cell.metadata.items() if k not in _JUPYTEXT_LAYOUT}
+    unknown = sorted(set(meta) - set(ROLES) - {"points"})
+    if unknown:
+        raise SourceError(f"{where}: unknown cell header key(s) {unknown}; use one of {', '.join(ROLES)} and points")
+    roles = [r for r in ("locked", "solution", "tests") if r in meta]
+    if len(roles) > 1:
+        raise SourceError(f"{where}: a cell has one role, got {roles}")
+    kind = "md" if cell.cell_type == "markdown" else "code"
+    if roles and roles[0] in ("solution", "tests"):
+        if kind == "md":
+            raise SourceError(f"{where}: a {roles[0]} cell must be a code cell")
+        kind = roles[0]
+    cell_id = meta.get(roles[0]) if roles else meta.get("id")
+    if cell_id is not None and (not isinstance(cell_id, str) or not _ID.match(cell_id)):
+        raise SourceError(f"{where}: id {cell_id!r} must be 1-64 letters, digits, '-' or '_'")
+    points = meta.get("points", 0)
+    if kind == "tests" and (not isinstance(points, int) or points <= 0):
         raise SourceError(f"{where}: a tests cell needs points=N with N >= 1")
-    if cell["locked"] and not cell["id"]:
-        raise SourceError(f"{where}: a locked cell needs id=... (nbgrader tracks it by id)")
-    return cell
+    if kind != "tests" and "points" in meta:
+        raise SourceError(f"{where}: points=... belongs on a tests cell only")
+    return {"kind": kind, "locked": roles == ["locked"], "id": cell_id, "points": points if kind == "tests" else 0,
+            "source": cell.source.strip("\n")}
 
 
 def parse_source(text: str, name: str = "<source>") -> list[dict]:
-    """Split a chapter source into cell dicts: kind, locked, id, points, source."""
-    cells: list[dict] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith("%%"):
-            cells.append(_parse_header(line[2:].strip(), f"{name}:{number}") | {"lines": [], "line": number})
-        elif cells:
-            cells[-1]["lines"].append(line)
-        elif line.strip():
-            raise SourceError(f"{name}:{number}: text before the first '%%' cell header")
-    for cell in cells:
-        cell["source"] = "\n".join(cell.pop("lines")).strip("\n")
+    """Split a percent-format chapter source into cell dicts: kind, locked, id, points, source."""
+    try:
+        nb = jupytext.reads(text, fmt="py:percent")
+    except Exception as exc:  # jupytext raises many kinds; the message is what matters
+        raise SourceError(f"{name}: not a jupytext percent-format file ({exc})") from exc
+    cells = [_cell_from_jupytext(c, f"{name}: cell {i}") for i, c in enumerate(nb.cells)]
     ids = [c["id"] for c in cells if c["id"]]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -108,7 +109,7 @@ def compile_source(text: str, name: str = "<source>") -> nbformat.NotebookNode:
 
 
 def compile_file(path) -> nbformat.NotebookNode:
-    """Compile ``solutions/src/NN_topic.nbsrc`` into a notebook node."""
+    """Compile ``solutions/src/NN_topic.py`` into a notebook node."""
     path = Path(path)
     return compile_source(path.read_text(encoding="utf-8"), str(path))
 

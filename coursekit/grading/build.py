@@ -1,6 +1,6 @@
 """``coursekit build``: chapter sources -> instructor notebooks -> student notebooks.
 
-1. ``solutions/src/NN_topic.nbsrc`` is compiled into ``solutions/NN_topic.ipynb`` (see ``authoring``).
+1. ``solutions/src/NN_topic.py`` is compiled into ``solutions/NN_topic.ipynb`` (see ``authoring``).
 2. nbgrader's ``generate_assignment`` turns each instructor notebook into the student notebook
    ``notebooks/NN_topic.ipynb``: solutions replaced by stubs, hidden tests removed, checksums added.
 
@@ -48,7 +48,7 @@ def _item(path: Path, text: str) -> BuildItem:
 def plan_build(root: Path | None = None, chapters: list[str] | None = None) -> list[BuildItem]:
     """Everything ``build`` would write, with staleness, without writing anything."""
     root = root or repo_root()
-    sources = sorted((root / "solutions" / "src").glob("*.nbsrc"))
+    sources = sorted((root / "solutions" / "src").glob("[0-9][0-9]_*.py"))
     if chapters:
         sources = [s for s in sources if any(s.stem.startswith(c) for c in chapters)]
     items = []
