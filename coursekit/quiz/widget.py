@@ -99,13 +99,15 @@ class QuizWidget(widgets.VBox):
                             f"{len(self.cards)} questions")
 
 
-def show(chapter=None, topic=None, n: int | None = None, seed: int = 0, *, bank_dir=None) -> QuizWidget:
+def show(chapter=None, topic=None, n: int | None = None, seed: int = 0, *, exclude=(), bank_dir=None) -> QuizWidget:
     """A quiz widget over the bank's questions of ``chapter``/``topic``.
 
     ``n`` picks that many at random (kept in bank order); ``seed`` fixes that pick and the numbers of
-    parameterised questions. End a cell with it to display it.
+    parameterised questions; ``exclude`` leaves out question ids (the graded quiz below a practice widget, so
+    that practice never shows the graded answers). End a cell with it to display it.
     """
-    pool = questions(chapter, topic, directory=bank_dir)
+    excluded = set(exclude)
+    pool = [q for q in questions(chapter, topic, directory=bank_dir) if q.id not in excluded]
     if n is not None and n < len(pool):
         keep = set(random.Random(seed).sample(range(len(pool)), n))
         pool = [q for i, q in enumerate(pool) if i in keep]
