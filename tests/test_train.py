@@ -127,3 +127,61 @@ def test_pretrained_without_cache_writes_nothing(cache):
     model = pretrained("cnn1d", epochs=1, progress=False, cache=False)
     assert model.checkpoint_info["dataset"] == "mnist1d"
     assert not (cache / "checkpoints").exists() or not any((cache / "checkpoints").iterdir())
+
+
+def _labelled_loader(logits: torch.Tensor, targets: torch.Tensor, batch_size: int = 7):
+    """A 'model' that returns stored logits row by row: evaluate must reproduce sklearn on exactly these."""
+    ids = torch.arange(len(targets)).float().unsqueeze(1)
+    batches = [(ids[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(targets), batch_size)]
+    return (lambda x: logits[x[:, 0].long()]), batches
+
+
+def test_evaluate_matches_sklearn_accuracy_and_per_class_recall():
+    from sklearn.metrics import accuracy_score, recall_score
+
+    gen = torch.Generator().manual_seed(3)
+    targets = torch.randint(0, 5, (203,), generator=gen)
+    targets[targets == 4] = 3                                   # class 4 has no example: NaN, not 0
+    logits = torch.randn(203, 5, generator=gen) + 1.5 * nn.functional.one_hot(targets, 5)
+    model, loader = _labelled_loader(logits, targets)
+    got = evaluate(model, loader, return_predictions=True)
+    pred = logits.argmax(1).numpy()
+    assert got["n"] == 203
+    assert got["accuracy"] == pytest.approx(accuracy_score(targets.numpy(), pred), abs=1e-12)
+    recall = recall_score(targets.numpy(), pred, labels=range(4), average=None, zero_division=0)
+    assert got["per_class"][:4] == pytest.approx(list(recall), abs=1e-12)
+    assert len(got["per_class"]) == 5 and got["per_class"][4] != got["per_class"][4]     # NaN
+    assert torch.equal(got["predictions"], logits.argmax(1))
+    assert got["loss"] == pytest.approx(nn.functional.cross_entropy(logits, targets).item(), rel=1e-6)
+    assert len(evaluate(model, loader, num_classes=7)["per_class"]) == 7
+    assert "predictions" not in evaluate(model, loader)
+
+
+def test_evaluate_weights_a_mean_loss_by_batch_size_and_checks_its_input():
+    targets = torch.tensor([0, 1, 1, 2, 0, 2, 2, 1, 0, 0])
+    logits = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
+    model, loader = _labelled_loader(logits, targets, batch_size=4)       # batches of 4, 4, 2
+    mean_loss = evaluate(model, loader, loss_fn=nn.CrossEntropyLoss())["loss"]
+    assert mean_loss == pytest.approx(nn.functional.cross_entropy(logits, targets).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="no examples"):
+        evaluate(model, [])
+    with pytest.raises(ValueError, match="targets"):
+        evaluate(model, loader, num_classes=2)
+    with pytest.raises(ValueError, match="inputs, targets"):
+        evaluate(model, [torch.zeros(3, 1)])
+
+
+def test_top1_agreement_on_a_hand_computed_case():
+    from coursekit.train import top1_agreement
+
+    x = torch.tensor([[0.0, 1.0], [2.0, 1.5], [3.0, -1.0], [-1.0, -2.0], [0.5, 0.4]])
+    a = nn.Identity()                                   # argmax: 1, 0, 0, 0, 0
+    b = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        b.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))   # logits (x0, 2 x1): argmax 1, 1, 0, 0, 1
+    assert top1_agreement(a, b, [x[:2], x[2:]]) == pytest.approx(3 / 5)
+    assert top1_agreement(a, b, [(x, torch.zeros(5))]) == pytest.approx(3 / 5)   # targets are ignored
+    assert top1_agreement(b, b, [x]) == 1.0
+    b.train()
+    top1_agreement(a, b, [x])
+    assert b.training                                   # mode restored

@@ -23,7 +23,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from coursekit.bench import make_record, measure_latency, serialized_size
@@ -46,25 +45,13 @@ def conv_heavy_model() -> torch.nn.Module:
     return build_model("lenet", input_shape=CONV_HEAVY_SHAPE, channels=(32, 64)).eval()
 
 
-def _ort_accuracy(session, loader) -> float:
+def as_model(runner):
+    """A torch module as is; an ORT session as a callable from an input tensor to its first output."""
+    if isinstance(runner, torch.nn.Module):
+        return runner
     from coursekit.export import ort_run
 
-    correct = total = 0
-    for x, y in loader:
-        correct += int((torch.from_numpy(ort_run(session, x)).argmax(1) == y).sum())
-        total += len(y)
-    return correct / total
-
-
-def _torch_accuracy(model, loader) -> float:
-    with torch.inference_mode():
-        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in loader)
-    return correct / sum(len(y) for _, y in loader)
-
-
-def _agreement(outputs: dict[str, np.ndarray], reference: str) -> dict[str, float]:
-    ref = outputs[reference].argmax(-1)
-    return {v: float((out.argmax(-1) == ref).mean()) for v, out in outputs.items()}
+    return lambda x: ort_run(runner, x)
 
 
 def build_variants(model, example: torch.Tensor, calibration, folder, threads: int = 1) -> dict:
@@ -100,15 +87,11 @@ def bind_call(runner, x: torch.Tensor):
     return lambda: runner.run(None, feed)
 
 
-def _outputs(runner, x: torch.Tensor) -> np.ndarray:
-    with torch.inference_mode():
-        out = bind_call(runner, x)()
-    return out.numpy() if isinstance(out, torch.Tensor) else out[0]
-
-
 def benchmark_ptq(name: str, model, example: torch.Tensor, calibration, ctx: SuiteContext,
                   test_loader=None) -> list[dict]:
     """Records for the five variants of ``model`` at batch 1 and 64 (latencies interleaved per batch size)."""
+    from coursekit.train import evaluate, top1_agreement
+
     model = model.eval()
     with tempfile.TemporaryDirectory() as tmp:
         variants = build_variants(model, example, calibration, tmp, threads=ctx.threads)
@@ -117,11 +100,11 @@ def benchmark_ptq(name: str, model, example: torch.Tensor, calibration, ctx: Sui
         agreement = dict.fromkeys(VARIANTS)
         if test_loader is not None:
             for v, (runner, _) in variants.items():
-                accuracies[v] = (_torch_accuracy(runner, test_loader) if isinstance(runner, torch.nn.Module)
-                                 else _ort_accuracy(runner, test_loader))
+                accuracies[v] = evaluate(as_model(runner), test_loader)["accuracy"]
         else:  # no labels: how often does each variant pick the same top-1 as ORT FP32 on random inputs?
-            probe = torch.randn(256, *example.shape[1:], generator=torch.Generator().manual_seed(1))
-            agreement = _agreement({v: _outputs(r, probe) for v, (r, _) in variants.items()}, BASELINE)
+            probe = [torch.randn(256, *example.shape[1:], generator=torch.Generator().manual_seed(1))]
+            base = as_model(variants[BASELINE][0])
+            agreement = {v: top1_agreement(as_model(r), base, probe) for v, (r, _) in variants.items()}
         records = []
         for batch in ctx.batch_sizes:
             x = example[:1].repeat(batch, *([1] * (example.dim() - 1))).contiguous()

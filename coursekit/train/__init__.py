@@ -19,9 +19,11 @@ from coursekit.train.checkpoints import (
     recipe,
 )
 from coursekit.train.device import available_devices, seed_everything, select_device
-from coursekit.train.loop import evaluate, fit, make_optimizer
+from coursekit.train.loop import fit, make_optimizer
+from coursekit.train.metrics import count_correct, evaluate, per_class_accuracy, top1_agreement
 
 __all__ = [
-    "CODE_VERSION", "RECIPES", "available_devices", "checkpoint_path", "clear_checkpoints", "evaluate", "fit",
-    "make_optimizer", "pretrained", "recipe", "seed_everything", "select_device",
+    "CODE_VERSION", "RECIPES", "available_devices", "checkpoint_path", "clear_checkpoints", "count_correct",
+    "evaluate", "fit", "make_optimizer", "per_class_accuracy", "pretrained", "recipe", "seed_everything",
+    "select_device", "top1_agreement",
 ]

@@ -15,39 +15,10 @@ from tqdm.auto import tqdm
 
 from coursekit._validate import check_choice, check_int, check_positive
 from coursekit.train.device import select_device
+from coursekit.train.metrics import count_correct, evaluate
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, device=None, loss_fn=None) -> dict:
-    """Mean loss and accuracy of ``model`` over ``loader``: ``{"accuracy": 0..1, "loss": float, "n": int}``.
-
-    Runs in eval mode (BatchNorm uses running statistics) and restores the model's previous mode.
-    ``device=None`` uses the device the model's parameters are on.
-    """
-    device = _model_device(model) if device is None else select_device(device)
-    loss_fn = nn.CrossEntropyLoss(reduction="sum") if loss_fn is None else loss_fn
-    was_training = model.training
-    model.eval()
-    total_loss, correct, n = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss = loss_fn(logits, y)
-        total_loss += loss.item() if getattr(loss_fn, "reduction", "sum") == "sum" else loss.item() * len(y)
-        correct += (logits.argmax(dim=1) == y).sum().item()
-        n += len(y)
-    model.train(was_training)
-    if n == 0:
-        raise ValueError("evaluate: the loader yielded no examples")
-    return {"accuracy": correct / n, "loss": total_loss / n, "n": n}
 
 
 def make_optimizer(model: nn.Module, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0):
@@ -107,7 +78,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, epochs: int = 10, lr
             if sched is not None:
                 sched.step()
             total_loss += loss.item() * len(y)
-            correct += (logits.argmax(dim=1) == y).sum().item()
+            correct += count_correct(logits.detach(), y)
             n += len(y)
         history["epoch"].append(epoch)
         history["train_loss"].append(total_loss / n)
