@@ -84,7 +84,8 @@ def test_isa_flags_agree_with_torch_capability():
 def test_isa_flags_match_proc_cpuinfo():
     pytest.importorskip("psutil")
     try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split()
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split(":")[1].split()
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo flags on this system")
     isa = set(bench.cpu_info()["isa"])
@@ -132,3 +133,104 @@ def test_parameter_memory_with_groups_counts_scales_per_tensor():
     model = torch.nn.Linear(256, 3)  # weight 768 (6 groups of 128), bias 3 (one short group)
     memory = bench.parameter_memory(model, formats=("int4",), group_size=128)
     assert memory["int4"] == -(-(771 * 4 + 7 * 16) // 8)  # bits rounded up to whole bytes
+
+
+# ---- time budget (issue 17: an emulated FP16 matmul must not take half an hour) ----------------------------
+
+class FakeClock:
+    """A clock that only moves when a fake workload says so: budget logic tested without waiting."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.calls = {}
+
+    def __call__(self):
+        return self.now
+
+    def work(self, name, seconds):
+        def fn():
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self.now += seconds
+        return fn
+
+
+def test_budget_stops_a_slow_call_after_the_minimum_samples():
+    clock = FakeClock()
+    stats = bench.measure_latency({"slow": clock.work("slow", 2.0)}, repeats=30, warmup=2, budget_s=5.0,
+                                  clock=clock)["slow"]
+    # warm-up stops after one 2 s call (>= a quarter of 5 s); 2000 ms >= min_sample_ms needs no calibration call;
+    # then 3 samples (the floor), although the budget was spent after the second
+    assert clock.calls["slow"] == 1 + 3
+    assert (stats.samples, stats.number, stats.stopped_by, stats.budget_s) == (3, 1, "budget", 5.0)
+    assert stats.median_ms == pytest.approx(2000.0)
+    assert stats.summary()["samples"] == 3 and stats.summary()["stopped_by"] == "budget"
+
+
+def test_budget_counts_warmup_and_samples_of_a_medium_call():
+    clock = FakeClock()
+    stats = bench.measure_latency({"mid": clock.work("mid", 0.4)}, repeats=30, warmup=2, budget_s=5.0,
+                                  clock=clock)["mid"]
+    # 2 warm-up calls (0.8 s < 1.25 s), then samples while the total is under 5 s: 0.8 + 0.4 k >= 5 at k = 11
+    assert stats.samples == 11 and clock.calls["mid"] == 2 + 11 and stats.stopped_by == "budget"
+
+
+def test_budget_lets_fast_variants_take_every_repeat_while_slow_ones_stop():
+    clock = FakeClock()
+    stats = bench.measure_latency({"fast": clock.work("fast", 0.001), "slow": clock.work("slow", 2.0)},
+                                  repeats=30, warmup=2, budget_s=5.0, clock=clock)
+    # fast: 2 warm-up calls, 1 calibration call (1 ms < 2 ms), then 30 samples of 3 calls each (~2 ms)
+    assert stats["fast"].number == 3 and stats["fast"].samples == 30 and stats["fast"].stopped_by == "repeats"
+    assert clock.calls["fast"] == 2 + 1 + 30 * 3
+    assert stats["slow"].samples == 3 and clock.calls["slow"] == 1 + 3
+    assert stats["fast"].median_ms == pytest.approx(1.0) and stats["slow"].median_ms == pytest.approx(2000.0)
+
+
+def test_no_budget_keeps_the_fixed_repeat_count():
+    clock = FakeClock()
+    stats = bench.measure_latency({"slow": clock.work("slow", 2.0)}, repeats=7, warmup=2, budget_s=None,
+                                  clock=clock)["slow"]
+    assert stats.samples == 7 and clock.calls["slow"] == 2 + 7 and stats.stopped_by == "repeats"
+
+
+def test_min_samples_never_exceeds_repeats_and_records_carry_the_sample_count():
+    clock = FakeClock()
+    stats = bench.measure_latency({"slow": clock.work("slow", 9.0)}, repeats=2, warmup=0, budget_s=1.0,
+                                  clock=clock)["slow"]
+    assert stats.samples == 2 and stats.stopped_by == "repeats"  # repeats=2 wins over min_samples=3
+    assert clock.calls["slow"] == 1 + 2  # no warm-up: one calibration call
+    record = bench.make_record("m", "slow", device="cpu", batch=1, threads=1, stats=stats)
+    assert (record["samples"], record["stopped_by"]) == (2, "repeats")
+    assert "samples" in bench.format_table([record])
+
+
+def test_calibration_is_bounded():
+    for seconds, number in ((1e-9, 10_000), (3.0, 1), (0.0003, 7)):  # capped; slow; int(2 ms / 0.3 ms) + 1
+        clock = FakeClock()
+        assert bench.calibrate_number(clock.work("f", seconds), clock=clock) == number
+        assert clock.calls["f"] == 1
+
+
+def test_budget_rejects_bad_values():
+    with pytest.raises(ValueError, match="budget_s"):
+        bench.measure_latency({"a": lambda: None}, budget_s=0)
+    with pytest.raises(ValueError, match="budget_s"):
+        bench.measure_latency({"a": lambda: None}, budget_s=float("inf"))
+    with pytest.raises(ValueError, match="min_samples"):
+        bench.measure_latency({"a": lambda: None}, min_samples=0)
+
+
+# ---- progress bars stay out of logs ----------------------------------------------------------------------
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_shows_on_a_terminal_and_disables_itself_elsewhere():
+    piped, terminal, off = io.StringIO(), _Terminal(), _Terminal()
+    assert list(bench.progress_bar(range(3), desc="piped", file=piped)) == [0, 1, 2]
+    assert piped.getvalue() == ""  # not a terminal: no carriage-return frames in logs
+    assert list(bench.progress_bar(range(3), desc="shown", file=terminal)) == [0, 1, 2]
+    assert "shown" in terminal.getvalue()
+    list(bench.progress_bar(range(3), desc="off", enabled=False, file=off))
+    assert off.getvalue() == ""

@@ -1,14 +1,19 @@
 """The ``formats`` suite: record keys, GFLOP/s consistent with 2 n^3 / latency, sizes equal the memory arithmetic."""
+import io
 import math
+import sys
 
 import pytest
 import torch
 
 from coursekit.bench import RECORD_KEYS
 from coursekit.formats import memory_bytes
-from coursekit.suites import list_suites, run_suite
+from coursekit.suites import SuiteContext, list_suites, run_suite
+from coursekit.suites import formats as formats_suite
 from coursekit.suites.basics import linear_heavy_model
 from coursekit.suites.formats import (
+    EMULATED_BELOW,
+    FAST_BUDGET_S,
     FAST_SIZES,
     GROUP_SIZE,
     MATMUL_DTYPES,
@@ -110,3 +115,64 @@ def test_plot_gflops(result):
 def test_gpu_run_also_measures_the_cpu():
     records = run_suite("formats", device="cuda", fast=True, progress=False, repeats=3)["records"]
     assert {r["device"] for r in records if r["model"] == "matmul"} == {"cpu", "cuda"}
+
+
+def test_matmul_timing_has_a_budget_and_reports_its_samples(result):
+    rows = [r for r in result["records"] if r["model"] == "matmul" and r["gflops"] is not None]
+    for r in rows:
+        assert r["budget_s"] == FAST_BUDGET_S and 3 <= r["samples"] <= 3  # repeats=3 in the fixture
+        assert r["stopped_by"] == "repeats"
+
+
+def _row(variant, gflops, **extra):
+    return {"model": "matmul", "variant": variant, "device": "cpu", "batch": 1024, "threads": 1, "gflops": gflops,
+            **extra}
+
+
+def _hardware(*isa):
+    return {"cpu": {"isa": list(isa), "arch": "x86_64"}, "cuda": []}
+
+
+def test_reading_calls_a_far_slower_format_emulated_from_the_measurement():
+    rows = [_row("fp32", 88.0), _row("bf16", 44.0), _row("fp16", 0.9, samples=3, stopped_by="budget", budget_s=5.0)]
+    text = reading(rows)  # no hardware report: the measurement alone decides
+    assert "FP16 is emulated in software here: 0.9 GFLOP/s against FP32's 88 at n=1024 (0.010x)" in text
+    assert "BF16 is slower than FP32 at n=1024 (0.50x)" in text and "BF16 is emulated" not in text
+    assert "fp16 0.9 (0.01x, slower; 3 samples, 5 s budget)" in text and "ISA" not in text
+    # the ISA flags as a second witness, from the learner's own report
+    text = reading(rows, _hardware("avx512f", "avx512_vnni", "f16c"))
+    assert "the ISA flags agree: no native FP16 arithmetic" in text
+    text = reading(rows, _hardware("avx512f", "avx512_fp16"))
+    assert "although the CPU reports avx512_fp16" in text
+    # just above the threshold it is slow, not emulated
+    text = reading([_row("fp32", 100.0), _row("fp16", 100.0 * EMULATED_BELOW * 1.01)])
+    assert "emulated" not in text and "FP16 is slower than FP32" in text
+
+
+def test_reading_with_the_measured_hardware_report(result):
+    text = reading(result["records"], result["hardware"])
+    fp32 = next(r for r in result["records"] if r["model"] == "matmul" and r["variant"] == "fp32"
+                and r["batch"] == FAST_SIZES[-1])
+    fp16 = next(r for r in result["records"] if r["model"] == "matmul" and r["variant"] == "fp16"
+                and r["batch"] == FAST_SIZES[-1])
+    emulated = fp16["gflops"] / fp32["gflops"] < EMULATED_BELOW
+    assert ("FP16 is emulated in software here" in text) == emulated
+    if emulated and "avx512_fp16" not in result["hardware"]["cpu"]["isa"]:
+        assert "the ISA flags agree" in text
+
+
+def test_suite_progress_bar_stays_out_of_pipes(monkeypatch, capsys):
+    monkeypatch.setattr(formats_suite, "FAST_SIZES", (16,))
+    ctx = SuiteContext(fast=True, repeats=3, progress=True)
+    records = formats_suite.matmul_records(ctx, "cpu")
+    assert {r["variant"] for r in records} == {"fp32", "bf16", "fp16", "fp8_e4m3"}
+    assert capsys.readouterr().out == ""  # captured stdout is not a terminal: the bar disabled itself
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    formats_suite.matmul_records(ctx, "cpu")
+    assert "formats: matmul on cpu" in terminal.getvalue()

@@ -17,6 +17,7 @@ from coursekit.bench.memory import (
     peak_memory,
     serialized_size,
 )
+from coursekit.bench.progress import progress_bar
 from coursekit.bench.report import (
     RECORD_KEYS,
     add_speedups,
@@ -33,7 +34,6 @@ from coursekit.bench.timing import (
     percentile,
     pinned_threads,
     synchronize,
-    throughput,
 )
 
 __all__ = [
@@ -56,8 +56,8 @@ __all__ = [
     "percentile",
     "pinned_threads",
     "plot_latency",
+    "progress_bar",
     "save_results",
     "serialized_size",
     "synchronize",
-    "throughput",
 ]

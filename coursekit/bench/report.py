@@ -18,7 +18,10 @@ RECORD_KEYS = (
 
 def make_record(model: str, variant: str, *, device: str, batch: int, threads: int, stats=None,
                 size_bytes: int | None = None, accuracy: float | None = None, **extra) -> dict:
-    """One benchmark record; ``stats`` is a ``LatencyStats`` (or None for accuracy/size-only rows)."""
+    """One benchmark record; ``stats`` is a ``LatencyStats`` (or None for accuracy/size-only rows).
+
+    Timed records also carry ``samples`` (timed samples taken) and ``stopped_by`` (``"repeats"`` or ``"budget"``).
+    """
     record = {
         "model": model, "variant": variant, "device": device, "batch": batch, "threads": threads,
         "latency_ms_min": stats.min_ms if stats else None,
@@ -27,6 +30,8 @@ def make_record(model: str, variant: str, *, device: str, batch: int, threads: i
         "throughput_per_s": batch * 1e3 / stats.median_ms if stats else None,
         "size_bytes": size_bytes, "accuracy": accuracy,
     }
+    if stats:  # how the latency was obtained: samples taken, and whether the time budget cut them short
+        record.update(samples=stats.samples, stopped_by=stats.stopped_by)
     record.update(extra)
     return record
 
@@ -59,7 +64,7 @@ def format_table(records: list[dict], columns=None) -> str:
     """A plain-text table of ``records`` (the columns default to the ones most worth reading)."""
     if columns is None:
         columns = ["model", "variant", "device", "batch", "threads", "latency_ms_min", "latency_ms_median",
-                   "latency_ms_p90", "speedup", "size_bytes", "accuracy"]
+                   "latency_ms_p90", "samples", "speedup", "size_bytes", "accuracy"]
         columns = [c for c in columns if any(r.get(c) is not None for r in records)]
     rows = [[_cell(r.get(c)) for c in columns] for r in records]
     widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(columns)]

@@ -3,6 +3,8 @@
 FP32, BF16, FP16 and INT8 dynamic quantization (torch.ao, weights INT8, activations quantized on the fly) on
 a Linear-heavy model (4 x Linear(2048, 2048): matmul-bound, where INT8 shines) and on the digits CNN
 (convolutions dominate, and dynamic quantization only touches the Linear layers), at batch 1 and 64.
+Each variant's timing stops at ``measure_latency``'s time budget (at least 3 samples): FP16 on a CPU without
+FP16 arithmetic is emulated and can be 100x slower than FP32.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from coursekit.bench import make_record, measure_latency, serialized_size
+from coursekit.bench import make_record, measure_latency, progress_bar, serialized_size
 from coursekit.suites import SuiteContext, register
 
 VARIANTS = ("fp32", "bf16", "fp16", "int8_dynamic")
@@ -68,7 +70,7 @@ def benchmark_formats(name: str, model: nn.Module, example: torch.Tensor, ctx: S
                   for v, (m, dt) in variants.items()}
     sizes = {v: serialized_size(m) for v, (m, _) in variants.items()}
     records = []
-    for batch in ctx.batch_sizes:
+    for batch in progress_bar(ctx.batch_sizes, desc=f"basics: {name}", enabled=ctx.progress):
         x = example[:1].repeat(batch, *([1] * (example.dim() - 1)))
         inputs = {v: x.to(dt) for v, (_, dt) in variants.items()}
         calls = {v: (lambda m=m, xi=inputs[v]: m(xi)) for v, (m, _) in variants.items()}

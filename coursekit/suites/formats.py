@@ -13,13 +13,19 @@ Two kinds of records:
 
 Lower precision is only faster where the hardware has instructions for it: FP32 runs on the FP32 vector units
 (AVX-512 FMA), BF16 on AVX512-BF16 / AMX-BF16 tiles (x86) or tensor cores (GPU), FP16 on AVX512-FP16 / AMX-FP16
-where torch's kernels use them, otherwise it is converted to FP32 and back (slower than FP32).
+where torch's kernels use them, otherwise it is converted to FP32 and back (slower than FP32). Where no 16-bit
+kernel exists at all, torch falls back to a generic loop that widens each element on its own: that is software
+emulation, and it runs one or two orders of magnitude below FP32 (about 1 GFLOP/s against 88 on an AVX-512 core
+without AVX512-FP16). ``reading`` calls a format *emulated* when its measured GFLOP/s fall below
+``EMULATED_BELOW`` x FP32, and cites the CPU's ISA flags (``coursekit.bench.accelerated_paths``) as the second
+witness. Each dtype's timing has a time budget (``BUDGET_S``; at least 3 samples), so an emulated format costs
+seconds, not the half hour that 30 fixed repeats of a 16-second 2048^2 product would.
 """
 from __future__ import annotations
 
 import torch
 
-from coursekit.bench import make_record, measure_latency
+from coursekit.bench import accelerated_paths, make_record, measure_latency, progress_bar
 from coursekit.formats import model_memory_report
 from coursekit.suites import SuiteContext, register
 
@@ -29,6 +35,11 @@ FAST_SIZES = (256, 1024)
 SIZE_FORMATS = ("fp32", "fp16", "bf16", "fp8_e4m3", "int8", "int4", "nf4")
 GROUP_SIZE = 64  # one FP16 scale per 64 weights for int4 / nf4 (QLoRA's block size)
 FP8_MIN_CAPABILITY = (8, 9)  # Ada (8.9) and Hopper (9.0) tensor cores have FP8
+BUDGET_S, FAST_BUDGET_S = 5.0, 1.0  # seconds of timing per dtype and size (at least MIN_SAMPLES samples)
+MIN_SAMPLES = 3
+# A 16-bit matmul slower than this fraction of FP32 is not running on any 16-bit (or even FP32-vectorised)
+# arithmetic: native 16-bit units give >= 1x, a vectorised widen-to-FP32 kernel about 0.5-1x.
+EMULATED_BELOW = 0.25
 
 
 def matmul_flops(n: int) -> int:
@@ -70,7 +81,7 @@ def matmul_records(ctx: SuiteContext, device: str) -> list[dict]:
     sizes = FAST_SIZES if ctx.fast else SIZES
     fp8_ok, fp8_note = fp8_support(device)
     records = []
-    for n in sizes:
+    for n in progress_bar(sizes, desc=f"formats: matmul on {device}", enabled=ctx.progress):
         torch.manual_seed(n)
         calls = {}
         for name, dtype in MATMUL_DTYPES.items():
@@ -83,11 +94,13 @@ def matmul_records(ctx: SuiteContext, device: str) -> list[dict]:
                 calls["fp8_e4m3"] = call
             else:
                 fp8_note = "torch._scaled_mm refused FP8 on this GPU / torch build"
-        stats = measure_latency(calls, repeats=ctx.repeats, warmup=2, device=device, threads=ctx.threads)
+        budget = FAST_BUDGET_S if ctx.fast else BUDGET_S
+        stats = measure_latency(calls, repeats=ctx.repeats, warmup=2, device=device, threads=ctx.threads,
+                                budget_s=budget, min_samples=MIN_SAMPLES)
         for name, s in stats.items():
             records.append(make_record(
                 "matmul", name, device=device, batch=n, threads=ctx.threads, stats=s, size=n,
-                gflops=matmul_flops(n) / (s.median_ms * 1e-3) / 1e9, note="",
+                gflops=matmul_flops(n) / (s.median_ms * 1e-3) / 1e9, budget_s=budget, note="",
             ))
         if not fp8_ok or "fp8_e4m3" not in calls:
             records.append(make_record("matmul", "fp8_e4m3", device=device, batch=n, threads=ctx.threads,
@@ -129,8 +142,64 @@ def _verdict(ratio: float) -> str:
     return "faster" if ratio > 1.1 else "slower" if ratio < 0.9 else "about the same"
 
 
-def reading(records: list[dict]) -> str:
-    """Plain-language reading of a ``formats`` result, built only from the measured numbers."""
+def _gflops(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def _samples_note(r: dict) -> str:
+    if r.get("stopped_by") == "budget":
+        return f"; {r['samples']} samples, {r.get('budget_s') or 0:g} s budget"
+    return ""
+
+
+def _isa_witness(hardware: dict | None, device: str, variant: str) -> tuple[bool | None, str]:
+    """Whether ``hardware``'s CPU flags promise native ``variant`` arithmetic, and the flags behind the answer."""
+    if not hardware or device != "cpu" or "cpu" not in hardware:
+        return None, ""
+    report = {"cpu": hardware["cpu"], "cuda": hardware.get("cuda", [])}
+    path = next((p for p in accelerated_paths(report) if p.path == f"CPU {variant.upper()}"), None)
+    return (path.accelerated, path.reason) if path else (None, "")
+
+
+def _format_line(label: str, ratio: float, r: dict, base: dict, n: int, device: str, native: str,
+                 hardware: dict | None) -> str:
+    """One reading line for a 16-bit format against FP32, from the measured ratio and the ISA flags."""
+    accelerated, flags = _isa_witness(hardware, device, label)
+    if ratio > 1.5:
+        return f"  -> {label} is {ratio:.1f}x FP32 at n={n}: this {device.upper()} has a native {label} matrix path " \
+               f"({native})."
+    if ratio < EMULATED_BELOW:
+        line = (f"  -> {label} is emulated in software here: {_gflops(r['gflops'])} GFLOP/s against FP32's "
+                f"{base['gflops']:,.0f} at n={n} ({ratio:.3f}x). A kernel that widens blocks to FP32 would reach "
+                f"about half of FP32 or more, so at this speed no vectorised {label} kernel ran: torch fell back "
+                "to a generic loop that converts each element on its own")
+        if accelerated is False:
+            line += f"; the ISA flags agree: {flags}"
+        elif accelerated:
+            line += f", although the CPU reports {flags.removeprefix('has ')}: torch's kernels do not use it"
+        return line + f". Keep {label} for storage on this machine and compute in FP32."
+    if ratio < 0.9:
+        line = (f"  -> {label} is slower than FP32 at n={n} ({ratio:.2f}x): no native {label} matmul is used, so "
+                "values are widened to FP32 and back, a cost on top of the FP32 work")
+        if accelerated is False:
+            line += f" (ISA flags: {flags})"
+        elif accelerated:
+            line += f", although the CPU reports {flags.removeprefix('has ')}"
+        return line + f"; {label} only saves memory on this machine."
+    return (f"  -> {label} is about as fast as FP32 at n={n} ({ratio:.2f}x): the kernel computes in FP32 "
+            f"(no native {label} matmul used); {label} only halves the memory here.")
+
+
+NATIVE_PATHS = {"BF16": "AMX-BF16 / AVX512-BF16 on x86 CPUs, tensor cores on GPUs",
+                "FP16": "AVX512-FP16 / AMX-FP16 on x86 CPUs, tensor cores on GPUs"}
+
+
+def reading(records: list[dict], hardware: dict | None = None) -> str:
+    """Plain-language reading of a ``formats`` result, built only from the measured numbers.
+
+    Pass ``hardware`` (``result["hardware"]`` from ``run_suite``) to have the CPU's ISA flags cited next to the
+    measured ratios: a 16-bit format far below FP32 (< ``EMULATED_BELOW`` x) is called emulated in software.
+    """
     lines = []
     matmuls = [r for r in records if r["model"] == "matmul"]
     for device in dict.fromkeys(r["device"] for r in matmuls):
@@ -143,32 +212,17 @@ def reading(records: list[dict]) -> str:
                 r = _matmul(records, device, variant, n)
                 if base and r:
                     ratio = r["gflops"] / base["gflops"]
-                    parts.append(f"{variant} {r['gflops']:,.0f} ({ratio:.2f}x, {_verdict(ratio)})")
+                    parts.append(f"{variant} {_gflops(r['gflops'])} ({ratio:.2f}x, {_verdict(ratio)}{_samples_note(r)})")
             if base:
                 lines.append(f"  n={n}: fp32 {base['gflops']:,.0f} GFLOP/s; " + ", ".join(parts))
         n = sizes[-1]
-        base, bf16, fp16 = (_matmul(records, device, v, n) for v in ("fp32", "bf16", "fp16"))
-        if base and bf16:
-            ratio = bf16["gflops"] / base["gflops"]
-            if ratio > 1.5:
-                lines.append(f"  -> BF16 is {ratio:.1f}x FP32 at n={n}: this {device.upper()} has a native BF16 "
-                             "matrix path (AMX-BF16 / AVX512-BF16 on x86 CPUs, tensor cores on GPUs).")
-            elif ratio < 0.9:
-                lines.append(f"  -> BF16 is slower than FP32 at n={n} ({ratio:.2f}x): no native BF16 matrix "
-                             "instructions are used here; BF16 only saves memory on this machine.")
-            else:
-                lines.append(f"  -> BF16 is about as fast as FP32 at n={n} ({ratio:.2f}x): it halves memory "
-                             "but the arithmetic is not accelerated here.")
-        if base and fp16:
-            ratio = fp16["gflops"] / base["gflops"]
-            if ratio > 1.5:
-                lines.append(f"  -> FP16 is {ratio:.1f}x FP32 at n={n}: native FP16 matrix arithmetic is used.")
-            elif ratio < 0.9:
-                lines.append(f"  -> FP16 is slower than FP32 at n={n} ({ratio:.2f}x): no native FP16 matmul is "
-                             "used, so values are widened to FP32 and back, a cost on top of the FP32 work.")
-            else:
-                lines.append(f"  -> FP16 is about as fast as FP32 at n={n} ({ratio:.2f}x): the kernel computes "
-                             "in FP32 (no native FP16 matmul used); FP16 only halves the memory here.")
+        base = _matmul(records, device, "fp32", n)
+        for variant in ("bf16", "fp16"):
+            r = _matmul(records, device, variant, n)
+            if base and r:
+                label = variant.upper()
+                lines.append(_format_line(label, r["gflops"] / base["gflops"], r, base, n, device,
+                                          NATIVE_PATHS[label], hardware))
         skipped = [r for r in matmuls if r["device"] == device and r.get("note", "").startswith("skipped")]
         if skipped:
             lines.append(f"  -> fp8_e4m3 {skipped[0]['note']}")
