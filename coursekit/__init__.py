@@ -2,8 +2,11 @@
 
 Layers, lowest first (a module never imports a layer above its own; tests/test_layers.py checks it):
 
-    formats -> quant -> prune -> distill -> lowrank -> export -> bench
+    surgery -> metrics -> formats -> quant -> prune -> distill -> lowrank -> export -> bench
             -> data -> models -> train -> suites -> quiz -> grading -> cli
+
+``surgery`` (walk and replace layers, iterate batches) and ``metrics`` (evaluate, top-1 agreement) are single
+modules at the bottom that import only torch.
 
 Import the layer you need, e.g. ``from coursekit import formats`` or ``import coursekit.bench as bench``.
 """
@@ -11,6 +14,6 @@ Import the layer you need, e.g. ``from coursekit import formats`` or ``import co
 __version__ = "0.1.0"
 
 LAYERS = (
-    "formats", "quant", "prune", "distill", "lowrank", "export", "bench",
+    "surgery", "metrics", "formats", "quant", "prune", "distill", "lowrank", "export", "bench",
     "data", "models", "train", "suites", "quiz", "grading", "cli",
 )

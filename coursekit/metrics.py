@@ -8,6 +8,10 @@ it; ``top1_agreement`` against the FP32 model is the label-free companion: 1 - a
 "flips", the answers that change under compression even when accuracy does not (Dutta et al. 2024,
 "Accuracy is Not All You Need", sec. 3).
 
+This module sits below every layer of coursekit (it imports only torch), so quant's widgets, export's parity
+check, the suites and the training loop all count the same way; ``coursekit.train`` re-exports ``evaluate``
+and ``top1_agreement`` (the same objects).
+
 ``model`` may be a ``torch.nn.Module`` or any callable mapping an input batch to logits of shape
 ``(batch, classes, ...)`` (a torch tensor or a NumPy array, e.g. an ONNX Runtime session wrapped in a lambda).
 """
@@ -25,11 +29,15 @@ def _model_device(model) -> torch.device:
 
 
 def _resolve_device(model, device) -> torch.device:
+    """``None``: where the model's parameters are (CPU for a plain callable); else ``torch.device(device)``."""
     if device is None:
         return _model_device(model)
-    from coursekit.train.device import select_device
-
-    return select_device(device)
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a string or a torch.device, got {type(device).__name__} {device!r}")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a torch device name ('cpu', 'cuda', 'cuda:0', 'mps')") from err
 
 
 def _split(batch):
@@ -78,6 +86,15 @@ def count_correct(logits: torch.Tensor, targets: torch.Tensor) -> int:
     return int((logits.argmax(dim=1) == targets).sum())
 
 
+def count_agreeing(logits_a, logits_b) -> int:
+    """How many rows of two ``(batch, classes, ...)`` outputs (tensors or arrays) have the same argmax over dim 1."""
+    a, b = torch.as_tensor(logits_a), torch.as_tensor(logits_b)
+    if a.dim() < 2 or a.shape[:2] != b.shape[:2]:
+        raise ValueError(f"outputs must both be (batch, classes, ...) with equal batch and classes, got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    return int((a.argmax(dim=1) == b.argmax(dim=1).to(a.device)).sum())
+
+
 def per_class_accuracy(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int) -> list[float]:
     """Accuracy within each class (= recall): ``correct[c] / count[c]``; NaN for a class with no examples."""
     num_classes = check_int("num_classes", num_classes, min_value=1)
@@ -103,7 +120,8 @@ def evaluate(model, loader, device=None, loss_fn=None, num_classes: int | None =
     ``loss_fn(logits, targets)`` defaults to cross-entropy; a loss with ``reduction="mean"`` is weighted by the
     batch size so ``loss`` is always the mean over examples. ``num_classes`` defaults to the logits' width.
     Runs without autograd in eval mode (BatchNorm uses running statistics) and restores the model's mode.
-    ``device=None`` uses the device of the model's parameters (CPU for a callable that is not a module).
+    ``device=None`` uses the device of the model's parameters (CPU for a callable that is not a module); else
+    a ``torch.device`` or its name ("cpu", "cuda:0"; resolve "auto" with ``coursekit.train.select_device``).
     """
     device = _resolve_device(model, device)
     loss_fn = nn.CrossEntropyLoss(reduction="sum") if loss_fn is None else loss_fn
@@ -143,15 +161,12 @@ def top1_agreement(model_a, model_b, loader, device=None) -> float:
     with _EvalMode(model_a, model_b):
         for batch in loader:
             x = _split(batch)[0].to(device)
-            a, b = _logits(model_a, x).to(device), _logits(model_b, x).to(device)
-            if a.shape[:2] != b.shape[:2]:
-                raise ValueError(f"the models' outputs differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
-            same = a.argmax(dim=1) == b.argmax(dim=1)
-            agree += int(same.sum())
-            n += same.numel()
+            a = _logits(model_a, x)
+            agree += count_agreeing(a, _logits(model_b, x))
+            n += a[:, 0].numel()
     if n == 0:
         raise ValueError("top1_agreement: the loader yielded no examples")
     return agree / n
 
 
-__all__ = ["count_correct", "evaluate", "per_class_accuracy", "top1_agreement"]
+__all__ = ["count_agreeing", "count_correct", "evaluate", "per_class_accuracy", "top1_agreement"]

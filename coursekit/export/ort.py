@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from coursekit._validate import check_choice, check_int
+from coursekit.metrics import count_agreeing
+from coursekit.surgery import batches as input_batches
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -53,8 +55,7 @@ def _calibration_reader_class():
         def __init__(self, batches, input_name: str):
             self.input_name = input_name
             self._batches = []
-            for batch in batches:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for x in input_batches(batches):
                 arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
                 if arr.size == 0:
                     continue
@@ -168,7 +169,7 @@ def parity(torch_model, onnx_path, inputs, threads: int = 1) -> dict:
     the last dimension agrees), plus ``n`` rows compared.
     """
     session = ort_session(onnx_path, threads=threads)
-    batches = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+    batches = list(input_batches(inputs))
     if not batches:
         raise ValueError("inputs is empty")
     max_err, abs_sum, count, agree, rows = 0.0, 0.0, 0, 0, 0
@@ -176,17 +177,16 @@ def parity(torch_model, onnx_path, inputs, threads: int = 1) -> dict:
     torch_model.eval()
     try:
         with torch.no_grad():
-            for batch in batches:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for x in batches:
                 ref = torch_model(x).detach().cpu().numpy()
                 out = ort_run(session, x)
                 diff = np.abs(ref.astype(np.float64) - out)
                 max_err = max(max_err, float(diff.max()))
                 abs_sum += float(diff.sum())
                 count += diff.size
-                agree += int((ref.reshape(-1, ref.shape[-1]).argmax(-1) == out.reshape(-1, out.shape[-1]).argmax(-1))
-                             .sum())
-                rows += ref.reshape(-1, ref.shape[-1]).shape[0]
+                rows_ref, rows_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
+                agree += count_agreeing(rows_ref, rows_out)
+                rows += rows_ref.shape[0]
     finally:
         torch_model.train(was_training)
     return {"max_abs_error": max_err, "mean_abs_error": abs_sum / count, "top1_agreement": agree / rows, "n": rows}

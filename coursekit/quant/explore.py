@@ -16,8 +16,10 @@ import torch
 
 from coursekit._validate import check_choice, check_int
 from coursekit.formats.metrics import error_metrics
+from coursekit.metrics import evaluate
 from coursekit.quant.observers import make_observer
 from coursekit.quant.primitives import calc_qparams, fake_quantize, quant_range
+from coursekit.surgery import CONV_TYPES, LINEAR_TYPES, named_layers
 
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")
 CALIBRATION_METHODS = ("minmax", "percentile", "mse", "entropy")
@@ -182,7 +184,7 @@ def quantized_layers(model: torch.nn.Module) -> dict:
     """``{name: module}`` of the fake-quant layers (QuantLinear/QuantConv) in ``model``."""
     from coursekit.quant.modules import _QuantLayer
 
-    return {n: m for n, m in model.named_modules() if isinstance(m, _QuantLayer)}
+    return dict(named_layers(model, types=_QuantLayer))
 
 
 def weight_sqnr(qmodel: torch.nn.Module) -> dict[str, float]:
@@ -192,10 +194,8 @@ def weight_sqnr(qmodel: torch.nn.Module) -> dict[str, float]:
 
 
 def accuracy(model: torch.nn.Module, loader) -> float:
-    """Top-1 accuracy of ``model`` over ``(input, label)`` batches."""
-    with torch.no_grad():
-        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in loader)
-    return correct / sum(len(y) for _, y in loader)
+    """Top-1 accuracy (0..1) of ``model`` over ``(input, label)`` batches: ``coursekit.metrics.evaluate``'s."""
+    return evaluate(model, loader)["accuracy"]
 
 
 def ptq_explorer(model: torch.nn.Module, calibration, test_loader, group_size: int = 8):
@@ -226,12 +226,10 @@ def ptq_explorer(model: torch.nn.Module, calibration, test_loader, group_size: i
         cfg = {"weight_bits": wbits.value, "act_bits": abits.value or 8, "observer": method.value,
                "mode": "static" if abits.value else "weight_only"}
         if gran.value == "per_group":
-            linear = [n for n, m in model.named_modules()
-                      if isinstance(m, torch.nn.Linear) and m.in_features % group_size == 0]
+            linears = named_layers(model, types=LINEAR_TYPES)
+            linear = [n for n, m in linears if m.in_features % group_size == 0]
             per_group = quantize_model(model, QuantConfig(**cfg, granularity="per_group", group_size=group_size,
-                                                          skip=tuple(n for n, m in model.named_modules()
-                                                                     if isinstance(m, torch.nn.Linear)
-                                                                     and n not in linear)
+                                                          skip=tuple(n for n, _ in linears if n not in linear)
                                                           + _convs(model)), calibration)
             rest = quantize_model(per_group, QuantConfig(**cfg, granularity="per_channel", fold_bn=False,
                                                          skip=tuple(linear)), calibration)
@@ -257,8 +255,7 @@ def ptq_explorer(model: torch.nn.Module, calibration, test_loader, group_size: i
 
 
 def _convs(model) -> tuple:
-    return tuple(n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d,
-                                                                       torch.nn.Conv3d)))
+    return tuple(n for n, _ in named_layers(model, types=CONV_TYPES))
 
 
 __all__ = [

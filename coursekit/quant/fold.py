@@ -16,9 +16,7 @@ import itertools
 import torch
 from torch import nn
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+from coursekit.surgery import BATCHNORM_TYPES, TRANSPOSED_CONV_TYPES, WEIGHT_LAYER_TYPES
 
 
 def fold_batchnorm(layer: nn.Module, bn: nn.Module) -> nn.Module:
@@ -27,14 +25,14 @@ def fold_batchnorm(layer: nn.Module, bn: nn.Module) -> nn.Module:
     Uses ``bn``'s running statistics (inference behaviour), whatever mode it is in; neither input is
     modified. Numerically identical to ``torch.nn.utils.fusion.fuse_conv_bn_eval`` / ``fuse_linear_bn_eval``.
     """
-    if not isinstance(layer, (*_CONVS, *_TRANSPOSED, nn.Linear)):
+    if not isinstance(layer, WEIGHT_LAYER_TYPES):
         raise TypeError(f"layer must be a Conv1d/2d/3d, ConvTranspose or Linear module, got {type(layer).__name__}")
-    if not isinstance(bn, _BNS):
+    if not isinstance(bn, BATCHNORM_TYPES):
         raise TypeError(f"bn must be a BatchNorm1d/2d/3d module, got {type(bn).__name__}")
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("bn has no running statistics (track_running_stats=False): nothing to fold")
-    out_axis = 1 if isinstance(layer, _TRANSPOSED) else 0
-    out_channels = layer.weight.shape[out_axis] * (layer.groups if isinstance(layer, _TRANSPOSED) else 1)
+    out_axis = 1 if isinstance(layer, TRANSPOSED_CONV_TYPES) else 0
+    out_channels = layer.weight.shape[out_axis] * (layer.groups if isinstance(layer, TRANSPOSED_CONV_TYPES) else 1)
     if bn.num_features != out_channels:
         raise ValueError(f"bn has {bn.num_features} features but the layer has {out_channels} output channels")
 
@@ -46,7 +44,7 @@ def fold_batchnorm(layer: nn.Module, bn: nn.Module) -> nn.Module:
         beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
         var_rsqrt = torch.rsqrt(bn.running_var + bn.eps)
         shape = [1] * w.dim()
-        if isinstance(layer, _TRANSPOSED):
+        if isinstance(layer, TRANSPOSED_CONV_TYPES):
             shape[1] = -1
             factor = (gamma * var_rsqrt).reshape(layer.groups, 1, -1, *shape[2:])
             new_w = (w.reshape(layer.groups, -1, *w.shape[1:]) * factor).reshape(w.shape)
@@ -75,7 +73,7 @@ def _fold_in_place(module: nn.Module) -> None:
         names = list(module._modules)
         for first, second in itertools.pairwise(names):
             layer, bn = module._modules[first], module._modules[second]
-            foldable = isinstance(layer, (*_CONVS, *_TRANSPOSED, nn.Linear)) and isinstance(bn, _BNS)
+            foldable = isinstance(layer, WEIGHT_LAYER_TYPES) and isinstance(bn, BATCHNORM_TYPES)
             if foldable and bn.running_mean is not None:
                 module._modules[first] = fold_batchnorm(layer, bn)
                 module._modules[second] = nn.Identity()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -32,6 +31,7 @@ from coursekit.quant.modules import (
 )
 from coursekit.quant.observers import OBSERVERS
 from coursekit.quant.primitives import ROUNDINGS, check_bits
+from coursekit.surgery import batches, named_layers, replace_layer
 
 MODES = ("static", "dynamic", "weight_only")
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")
@@ -131,35 +131,19 @@ class QuantSummary:
         return "\n".join([head, *rows])
 
 
-def _batches(calibration_data) -> Iterable[torch.Tensor]:
-    for batch in calibration_data:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if isinstance(x, dict):
-            raise TypeError("calibration batches must be tensors or (input, target) tuples, got a dict")
-        if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(x)
-        yield x
-
-
 def quantizable_layers(model: nn.Module, skip: tuple = ()) -> tuple[list[str], list[str]]:
     """Names of the Linear/Conv layers to quantize, and of those ``skip`` (names or glob patterns) excludes.
 
     A layer nested inside one already listed (e.g. the conv inside a QAT conv+BN wrapper) is not listed again.
     """
     chosen, skipped = [], []
-    for name, module in model.named_modules():
-        if type(module) in QUANTIZABLE and not any(name.startswith(n + ".") for n in chosen + skipped):
+    for name, _ in named_layers(model, types=tuple(QUANTIZABLE), exact=True):
+        if not any(name.startswith(n + ".") for n in chosen + skipped):
             if any(fnmatch.fnmatch(name, pat) or name.startswith(pat + ".") for pat in skip):
                 skipped.append(name)
             else:
                 chosen.append(name)
     return chosen, skipped
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
 
 
 def _wrap(layer: nn.Module, config: QuantConfig) -> _QuantLayer:
@@ -206,7 +190,7 @@ def quantize_model(model: nn.Module, config: QuantConfig | None = None, calibrat
         raise ValueError(f"the model has no quantizable layers ({kinds})"
                          + (f"; skipped by config.skip: {skipped}" if skipped else ""))
     for name in names:
-        _replace(qmodel, name, _wrap(qmodel.get_submodule(name), config))
+        replace_layer(qmodel, name, _wrap(qmodel.get_submodule(name), config))
 
     n_batches = 0
     if config.mode == "static":
@@ -223,7 +207,7 @@ def calibrating_quantizers(model: nn.Module) -> list[FakeQuantizer]:
 
 def _calibrate(qmodel: nn.Module, calibration_data, progress: bool) -> int:
     n = 0
-    iterator = _batches(calibration_data)
+    iterator = batches(calibration_data)
     if progress:
         from tqdm.auto import tqdm
 

@@ -35,12 +35,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from coursekit._validate import check_choice
-from coursekit.quant.fold import _BNS, _CONVS, fold_batchnorm, fold_batchnorms
+from coursekit.quant.fold import fold_batchnorm, fold_batchnorms
 from coursekit.quant.lsq import LSQQuantizer, STEQuantizer, _QATQuantizer
 from coursekit.quant.modules import QUANTIZABLE, FakeQuantizer
 from coursekit.quant.observers import MinMaxObserver
 from coursekit.quant.primitives import calc_qparams, check_bits
-from coursekit.quant.ptq import _batches, _replace, checked_config, quantizable_layers
+from coursekit.quant.ptq import checked_config, quantizable_layers
+from coursekit.surgery import BATCHNORM_TYPES, CONV_TYPES, batches, named_layers, replace_layer
 
 METHODS = ("lsq", "ste")
 INITS = ("ptq", "lsq")
@@ -145,7 +146,7 @@ class QATConvBn(QATLayer):
 
     def __init__(self, conv: nn.Module, bn: nn.Module, weight_quantizer, input_quantizer):
         super().__init__(conv, weight_quantizer, input_quantizer)
-        if not isinstance(conv, _CONVS) or not isinstance(bn, _BNS):
+        if not isinstance(conv, CONV_TYPES) or not isinstance(bn, BATCHNORM_TYPES):
             raise TypeError("QATConvBn needs a Conv1d/2d/3d followed by a BatchNorm1d/2d/3d")
         self.bn = bn
         self.bn_frozen = False
@@ -196,7 +197,7 @@ def freeze_observers(model: nn.Module) -> nn.Module:
 
 def qat_layers(model: nn.Module) -> dict[str, QATLayer]:
     """The :class:`QATLayer` modules of a prepared model, by name."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, QATLayer)}
+    return dict(named_layers(model, types=QATLayer))
 
 
 def step_sizes(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
@@ -257,7 +258,7 @@ def _swap_conv_bn(module: nn.Module, pairs: list) -> None:
         names = list(module._modules)
         for first, second in itertools.pairwise(names):
             conv, bn = module._modules[first], module._modules[second]
-            if type(conv) in _CONVS and isinstance(bn, _BNS) and bn.running_mean is not None:
+            if type(conv) in CONV_TYPES and isinstance(bn, BATCHNORM_TYPES) and bn.running_mean is not None:
                 pairs.append((module, first, second))
     for child in module.children():
         _swap_conv_bn(child, pairs)
@@ -296,7 +297,7 @@ def prepare_qat(model: nn.Module, config: QATConfig | None = None, calibration_d
         else:
             new = QATLayer(layer, wq, aq)
         _init_weight(wq, new.float_weight(), config.init)
-        _replace(qmodel, name, new)
+        replace_layer(qmodel, name, new)
         bits[name] = (w_bits, a_bits)
     if calibration_data is not None:
         _calibrate(qmodel, calibration_data, initialize=config.init == "ptq")
@@ -314,7 +315,7 @@ def _calibrate(qmodel: nn.Module, calibration_data, initialize: bool) -> None:
     seen = 0
     try:
         with torch.no_grad():
-            for x in _batches(calibration_data):
+            for x in batches(calibration_data):
                 if x.numel():
                     if x.is_floating_point() and not torch.isfinite(x).all():
                         raise ValueError(f"calibration batch {seen} contains NaN/inf values")
@@ -375,7 +376,7 @@ def convert(model: nn.Module) -> nn.Module:
                 wq.update_qparams(m.float_weight())
         layer = m.deployed_layer()
         aq = _frozen(m.input_quantizer) if m.input_quantizer is not None else None
-        _replace(qmodel, name, QUANTIZABLE[type(layer)](layer, _frozen(m.weight_quantizer), aq))
+        replace_layer(qmodel, name, QUANTIZABLE[type(layer)](layer, _frozen(m.weight_quantizer), aq))
     for attr in ("qat_config", "qat_bits"):
         if hasattr(model, attr):
             setattr(qmodel, attr, getattr(model, attr))

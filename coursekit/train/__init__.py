@@ -20,7 +20,7 @@ from coursekit.train.checkpoints import (
 )
 from coursekit.train.device import available_devices, seed_everything, select_device
 from coursekit.train.loop import fit, make_optimizer
-from coursekit.train.metrics import count_correct, evaluate, per_class_accuracy, top1_agreement
+from coursekit.metrics import count_correct, evaluate, per_class_accuracy, top1_agreement
 
 __all__ = [
     "CODE_VERSION", "RECIPES", "available_devices", "checkpoint_path", "clear_checkpoints", "count_correct",

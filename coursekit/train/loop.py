@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from coursekit._validate import check_choice, check_int, check_positive
 from coursekit.train.device import select_device
-from coursekit.train.metrics import count_correct, evaluate
+from coursekit.metrics import count_correct, evaluate
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
