@@ -121,3 +121,65 @@ def test_every_generated_question_computes_through_the_library(bank):
             if not check_answer(instance, typed).correct:
                 failures.append(f"{q.id} seed {seed}: the shown answer {typed!r} is judged wrong (tolerance?)")
     assert failures == []
+
+
+# ---- option lengths: the correct option must not be guessable by its length ------------------------------
+
+MAX_LONGEST = 0.30   # per chapter, share of single-choice questions whose correct option is uniquely the longest
+MAX_SHORTEST = 0.40  # ... uniquely the shortest
+MAX_ONE_RANK = 0.50  # ... at any one length rank (e.g. "always the second longest")
+MAX_MULTI_TOP_K = 0.20  # bank-wide, share of multiple-choice questions whose answers are exactly the k longest options
+MAX_MULTI_RATIO = 1.15  # bank-wide, mean over questions of (mean correct length / mean wrong length)
+
+
+def _length_rank(q) -> int:
+    """How many options are strictly longer than the correct one (0: the correct one is (jointly) longest)."""
+    lengths = [len(c) for c in q.choices]
+    return sum(n > lengths[q.answer] for n in lengths)
+
+
+def _uniquely(q, pick) -> bool:
+    lengths = [len(c) for c in q.choices]
+    others = lengths[:q.answer] + lengths[q.answer + 1:]
+    return lengths[q.answer] > max(others) if pick == "longest" else lengths[q.answer] < min(others)
+
+
+def test_length_helpers_on_a_hand_made_question():
+    from coursekit.quiz.schema import Question
+
+    q = Question(id="ch00-x", chapter="00", topic="t", difficulty="easy", type="single", prompt="?",
+                 explanation=".", section="00_x#y", choices=("aaaa", "bb", "ccc", "d"), answer=2)
+    assert _length_rank(q) == 1 and not _uniquely(q, "longest") and not _uniquely(q, "shortest")
+    q0 = Question(**{**q.__dict__, "answer": 0})
+    assert _length_rank(q0) == 0 and _uniquely(q0, "longest")
+    assert _uniquely(Question(**{**q.__dict__, "answer": 3}), "shortest")
+
+
+@pytest.mark.parametrize("chapter", [f"{i:02d}" for i in range(10)])
+def test_correct_single_choice_option_is_not_given_away_by_length(bank, chapter):
+    singles = [q for q in bank.questions if q.chapter == chapter and q.type == "single"]
+    if not singles:
+        pytest.skip(f"chapter {chapter} has no single-choice questions")
+    n = len(singles)
+    longest = [q.id for q in singles if _uniquely(q, "longest")]
+    shortest = [q.id for q in singles if _uniquely(q, "shortest")]
+    assert len(longest) <= MAX_LONGEST * n, f"correct option uniquely longest in {len(longest)}/{n}: {longest}"
+    assert len(shortest) <= MAX_SHORTEST * n, f"correct option uniquely shortest in {len(shortest)}/{n}: {shortest}"
+    ranks = [_length_rank(q) for q in singles]
+    for rank in set(ranks):
+        share = ranks.count(rank) / n
+        assert share <= MAX_ONE_RANK, f"{ranks.count(rank)}/{n} correct options have {rank} longer option(s)"
+
+
+def test_correct_multiple_choice_options_are_not_the_longer_ones(bank):
+    multis = [q for q in bank.questions if q.type == "multiple" and len(q.answer) < len(q.choices)]
+    assert multis
+    top_k, ratios = 0, []
+    for q in multis:
+        lengths = [len(c) for c in q.choices]
+        right = [lengths[i] for i in q.answer]
+        wrong = [n for i, n in enumerate(lengths) if i not in q.answer]
+        ratios.append((sum(right) / len(right)) / (sum(wrong) / len(wrong)))
+        top_k += min(right) > max(wrong)
+    assert top_k <= MAX_MULTI_TOP_K * len(multis), f"answers are exactly the longest options in {top_k}/{len(multis)}"
+    assert sum(ratios) / len(ratios) <= MAX_MULTI_RATIO, f"correct options are {sum(ratios) / len(ratios):.2f}x longer"
