@@ -3,8 +3,9 @@
 The notebook is the compiled ``solutions/NN_topic.ipynb``. Anchors are what JupyterLab creates when it renders the
 markdown: each heading gets ``id = heading.textContent.replace(/ /g, '-')`` (``createHeaderId`` in
 ``@jupyterlab/rendermime``; the text is the rendered one, so emphasis, code marks, links and HTML tags are gone),
-and an explicit ``<a id="..."></a>`` (or ``name=``) in a markdown cell is an anchor too. Chapters whose notebook
-does not exist yet are skipped, each with its own reason; a chapter with a notebook never is.
+and an explicit ``<a id="..."></a>`` (or ``name=``) in a markdown cell is an anchor too. Prefer explicit ids in
+the bank: they survive renumbering and rewording, and a heading that ends in one gets a trailing '-' in its text
+id. Chapters whose notebook does not exist yet are skipped, each with its own reason; one with a notebook never is.
 """
 import json
 import re
@@ -24,7 +25,7 @@ _HTML_ANCHOR = re.compile(r"<a\s[^>]*?\b(?:id|name)\s*=\s*[\"']([^\"']+)[\"']", 
 
 
 def heading_text(markdown: str) -> str:
-    """The rendered text of a heading's markdown: what ``textContent`` gives in the browser."""
+    """The rendered text of a heading's markdown (already trimmed, as marked does): ``textContent``."""
     text = re.sub(r"<[^>]+>", "", markdown)                      # HTML tags (an <a id> adds no text)
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)       # links and images keep their text
     text = re.sub(r"`+([^`]*)`+", r"\1", text)                   # code spans keep their content
@@ -32,7 +33,7 @@ def heading_text(markdown: str) -> str:
     text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)  # *emphasis*
     text = re.sub(r"(?<!\w)_(?!\s)(.+?)(?<!\s)_(?!\w)", r"\1", text)          # _emphasis_
     text = text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
-    return text.strip()
+    return text  # not stripped: a space before a trailing <a id> stays in textContent (and becomes a '-')
 
 
 def notebook_anchors(path: Path) -> set[str]:
@@ -56,7 +57,7 @@ def notebook_anchors(path: Path) -> set[str]:
 
 def test_heading_anchor_rules():
     """Hand-checked against JupyterLab 4: the rendered heading text with spaces replaced by '-'."""
-    assert heading_text("2 · Rounding has no gradient <a id=\"ste\"></a>") == "2 · Rounding has no gradient"
+    assert heading_text("2 · Rounding has no gradient <a id=\"ste\"></a>") == "2 · Rounding has no gradient "
     assert heading_text("4 · What does *your* hardware accelerate?") == "4 · What does your hardware accelerate?"
     assert heading_text("Benchmark: ORT FP32 vs INT8 (the `ptq` suite)") == "Benchmark: ORT FP32 vs INT8 (the ptq suite)"
     assert heading_text("A [link](https://x.org) and **bold** and per_channel") == "A link and bold and per_channel"
@@ -70,7 +71,7 @@ def test_notebook_anchors_parse_headings_and_html_anchors(tmp_path):
     ]}
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
-    assert notebook_anchors(path) == {"00-·-Title", "1-·-The-first-part", "first", "Reading-the-numbers"}
+    assert notebook_anchors(path) == {"00-·-Title", "1-·-The-first-part-", "first", "Reading-the-numbers"}
 
 
 @pytest.fixture(scope="module")
