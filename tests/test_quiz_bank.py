@@ -1,6 +1,7 @@
 """The real question bank (coursekit/quiz/bank/*.json) and the answer generators against hand-computed values."""
 import itertools
 import math
+import re
 
 import pytest
 
@@ -183,3 +184,31 @@ def test_correct_multiple_choice_options_are_not_the_longer_ones(bank):
         top_k += min(right) > max(wrong)
     assert top_k <= MAX_MULTI_TOP_K * len(multis), f"answers are exactly the longest options in {top_k}/{len(multis)}"
     assert sum(ratios) / len(ratios) <= MAX_MULTI_RATIO, f"correct options are {sum(ratios) / len(ratios):.2f}x longer"
+
+
+# ---- learner-facing text: no commissioning sources, no numbers from one machine -------------------------
+
+FORBIDDEN = re.compile(r"seed tutorial|\bthe seeds\b|course's (?:cpu |ort |onnx runtime )?measurements|"
+                       r"the course measured|on the course's|on this machine|\bour machine", re.IGNORECASE)
+
+
+def _learner_text(q):
+    yield "prompt", q.prompt
+    yield "explanation", q.explanation
+    if q.model_answer:
+        yield "model_answer", q.model_answer
+    for i, choice in enumerate(q.choices or ()):
+        yield f"choice {LETTERS[i]}", choice
+
+
+def test_forbidden_phrase_pattern():
+    for bad in ("from the seed tutorials", "In the course's CPU measurements", "the course measured 4x", "The seeds warn"):
+        assert FORBIDDEN.search(bad), bad
+    assert not FORBIDDEN.search("the chapter's benchmark measures both on your machine")
+
+
+def test_learner_text_names_no_seed_tutorials_and_no_course_machine(bank):
+    """Learners never saw the commissioning tutorials, and a speedup measured once on one machine is not a fact."""
+    hits = [f"{q.id} {field}: {FORBIDDEN.search(text).group(0)!r}" for q in bank.questions
+            for field, text in _learner_text(q) if FORBIDDEN.search(text)]
+    assert hits == []
