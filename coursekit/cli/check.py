@@ -1,29 +1,33 @@
-"""``coursekit check NOTEBOOK``: autograde one learner notebook with nbgrader, without touching it."""
+"""``coursekit check NOTEBOOK``: the sealed grade of one notebook, without touching it."""
 from __future__ import annotations
 
 import json
 
-from coursekit.cli.errors import CommandError
 from coursekit.grading import check_notebook, format_result
+from coursekit.grading.check import SELF_STUDY_NOTE
+from coursekit.grading.config import SEALED_CELL_TIMEOUT_S
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "check", help="autograde your notebook (real nbgrader, hidden tests included)",
-        description="Grade NOTEBOOK against the instructor version in a temporary nbgrader course: points per "
-                    "exercise and a hint for each failure. Your file is only read, never modified. "
-                    "Exit status 0 only at full marks.",
+        "check", help="grade your notebook (hidden tests included, sealed)",
+        description="Grade NOTEBOOK against the chapter's instructor notebook: points per exercise, the reason and a "
+                    "hint for each loss. Your code runs in a fresh kernel; every verdict is decided outside it. "
+                    "Your file is only read, never modified. Exit status 0 only at full marks, 1 otherwise. "
+                    + SELF_STUDY_NOTE.removeprefix("note: ").capitalize(),
     )
     p.add_argument("notebook", metavar="NOTEBOOK", help="e.g. notebooks/00_measuring.ipynb")
     p.add_argument("--json", action="store_true",
-                   help='print {"notebook", "score", "max_score", "exercises": [...]} as JSON')
+                   help='print {"notebook", "score", "max_score", "exercises": [...], "messages", "flags", ...}')
+    p.add_argument("--timeout", type=float, default=SEALED_CELL_TIMEOUT_S, metavar="S",
+                   help=f"time limit per cell in seconds (default {SEALED_CELL_TIMEOUT_S})")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    try:
-        result = check_notebook(args.notebook)
-    except RuntimeError as exc:
-        raise CommandError(str(exc), code=3) from exc
-    print(json.dumps(result.to_json(), indent=2) if args.json else format_result(result))
+    result = check_notebook(args.notebook, timeout=args.timeout)
+    if args.json:
+        print(json.dumps({**result.to_json(), "note": SELF_STUDY_NOTE}, indent=2))
+    else:
+        print(format_result(result))
     return 0 if result.full_marks else 1

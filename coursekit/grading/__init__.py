@@ -1,10 +1,35 @@
-"""coursekit.grading: chapter sources, student notebooks, self-check and course set-up (nbgrader underneath)."""
-from coursekit.grading.authoring import SourceError, compile_file, compile_source, parse_source
-from coursekit.grading.build import build, plan_build
-from coursekit.grading.check import CheckResult, ExerciseScore, check_notebook, format_result
-from coursekit.grading.course import init_course, repo_root, solution_notebooks
+"""coursekit.grading: chapter sources, student notebooks, sealed grading (check, class grading), course set-up.
 
-__all__ = [
-    "CheckResult", "ExerciseScore", "SourceError", "build", "check_notebook", "compile_file", "compile_source",
-    "format_result", "init_course", "parse_source", "plan_build", "repo_root", "solution_notebooks",
-]
+Names are imported lazily: a notebook kernel imports ``coursekit.grading.sealed`` in every graded cell, and must
+not pay for nbformat/jupytext/nbgrader (seconds of imports) to do so.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SourceError": "authoring", "compile_file": "authoring", "compile_source": "authoring", "parse_source": "authoring",
+    "build": "build", "plan_build": "build",
+    "check_notebook": "check", "format_result": "check",
+    "CheckResult": "result", "ExerciseScore": "result",
+    "grade_sealed": "engine", "load_key": "key", "SealedError": "key",
+    "grade_course": "classgrade",
+    "init_course": "course", "repo_root": "course", "solution_notebooks": "course",
+}
+
+__all__ = ["CheckResult", "ExerciseScore", "SealedError", "SourceError", "build", "check_notebook", "compile_file",
+           "compile_source", "format_result", "grade_course", "grade_sealed", "init_course", "load_key", "parse_source",
+           "plan_build", "repo_root", "solution_notebooks"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'coursekit.grading' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"coursekit.grading.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -12,6 +12,8 @@ IGNORED_STDERR = r"(Warning|warnings\.warn|it/s\]|s/it\]|\d+%\|)"
 
 COURSE_ID = "coursekit"
 CELL_TIMEOUT_S = 300
+# The sealed grader's time limit per cell (``coursekit check/grade --timeout``); grading runs in fast mode.
+SEALED_CELL_TIMEOUT_S = 120
 
 
 def configure(c, root=None) -> None:
