@@ -76,8 +76,14 @@ def test_ste_matches_torch_per_channel(qmin, qmax):
 def test_ste_mask_is_on_the_rounded_code():
     # scale 0.5, int8: 63.74 -> code 127.48 -> 127 (inside), 63.9 -> 128 (clamped): the bank's ch03-ste-mask case
     x = torch.tensor([63.9, 63.74, -64.3, 63.5, -64.0], requires_grad=True)
-    FakeQuantSTE.apply(x, torch.tensor(0.5), 0, -128, 127, None).sum().backward()
+    FakeQuantSTE.apply(x, torch.tensor(0.5), 0, -128, 127).sum().backward()
     assert x.grad.tolist() == [0.0, 1.0, 0.0, 1.0, 1.0]
+    import coursekit.quant.lsq
+    import coursekit.quant.primitives
+    assert FakeQuantSTE is coursekit.quant.lsq.FakeQuantSTE is coursekit.quant.primitives.FakeQuantSTE   # one copy
+    y = torch.tensor([63.9, 63.74], requires_grad=True)
+    fake_quantize(y, 0.5, 0, -128, 127).sum().backward()              # fake_quantize's gradient is the same STE
+    assert y.grad.tolist() == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("qmin,qmax", [(-128, 127), (-8, 7), (0, 15), (-2, 1), (0, 3)])

@@ -149,6 +149,42 @@ def test_integer_linear_functional_matches_module():
     assert torch.equal(out, mod.forward_int(xq))
 
 
+def test_integer_accumulators_equal_float64_conv_and_matmul():
+    """The one integer matmul behind IntegerConv2d / IntegerLinear / integer_linear against torch's float64
+    conv2d and matmul on the same integer values (exact: every sum is far below 2^53)."""
+    model, data = _cnn(), _data()
+    qmodel = quantize_model(model, QuantConfig(quantize_outputs=True), data)
+    x = _data(1, 16, seed=3)[0]
+    for idx in (0, 3, 6, 8):
+        layer, inp = qmodel[idx], qmodel[:idx](x)
+        int_layer = I.to_integer(layer)
+        centred = int_layer.quantize_input(inp).to(torch.int64) - int_layer.in_zp
+        w, b = int_layer.weight_q.double(), int_layer.bias_q.double()
+        if isinstance(int_layer, I.IntegerConv2d):
+            ref = nn.functional.conv2d(centred.double(), w, b, int_layer.stride, int_layer.padding,
+                                       int_layer.dilation)
+        else:
+            ref = centred.double() @ w.T + b
+        acc = int_layer._accumulate(centred)
+        assert acc.dtype == torch.int32 and torch.equal(acc.to(torch.int64), ref.to(torch.int64))
+
+
+def test_integer_matmul_raises_on_int32_overflow_instead_of_wrapping():
+    a = torch.full((1, 2), 40000, dtype=torch.int32)
+    b = torch.full((2, 1), 30000, dtype=torch.int32)                  # 2 * 1.2e9 = 2.4e9 > 2^31 - 1
+    assert (a @ b).item() < 0                                          # what a plain int32 matmul does
+    with pytest.raises(OverflowError, match="int32 accumulator overflow"):
+        I.integer_matmul(a, b)
+    with pytest.raises(OverflowError, match="int32"):
+        I.integer_linear(a, 0, b.T, None, torch.tensor(2**30), torch.tensor(0), 0)
+    ok = I.integer_matmul(a, b, torch.tensor([-(2**31)]))              # a bias that brings the sum back in range
+    assert ok.item() == 2_400_000_000 - 2**31                          # no int32 intermediate wrapped
+    edge = I.integer_matmul(torch.tensor([[2**15]]), torch.tensor([[2**16 - 1]]), torch.tensor([2**15 - 1]))
+    assert edge.item() == 2**31 - 1 and edge.dtype == torch.int32     # the largest int32 still fits
+    with pytest.raises(TypeError, match="a must be an integer tensor"):
+        I.integer_matmul(torch.ones(1, 1), b[:1])
+
+
 def test_integer_needs_output_quantizer():
     model, data = _cnn(), _data(1)
     qmodel = quantize_model(model, QuantConfig(), data)

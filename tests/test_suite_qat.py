@@ -38,6 +38,9 @@ def test_records_are_complete_and_sane(result):
         assert r["accuracy"] == r["qat_accuracy"]
         assert r["qat_seconds"] > 0 and r["epochs"] >= 1 and r["fast"] is True
         assert r["recovered"] == gap_recovered(r["fp32_accuracy"], r["ptq_accuracy"], r["qat_accuracy"])
+        for key in ("ptq_agreement", "qat_agreement"):
+            assert 0.1 <= r[key] <= 1.0
+        assert r["fp32_worst_class"] <= r["fp32_accuracy"] and r["qat_worst_class"] <= r["qat_accuracy"]
 
 
 def test_low_bits_open_a_ptq_gap_that_qat_closes(result):
@@ -90,6 +93,9 @@ def test_finetune_records_step_sizes_and_the_explorer_builds():
     assert set(history["step_sizes"][0]) == {"features.0", "features.4", "classifier.1", "classifier.3",
                                              "classifier.5"}
     assert history["lr"][1] == 0.01 and history["lr"][2] < 0.01  # cosine over epochs
+    import coursekit.quant.explore
+    import coursekit.train
+    assert finetune is coursekit.train.finetune and step_size_explorer is coursekit.quant.explore.step_size_explorer
     box = step_size_explorer(history)
     assert len(box.children) == 2
     with pytest.raises(ValueError, match="finetune"):

@@ -1,5 +1,8 @@
 """coursekit.train: deterministic training that learns, evaluation checked by hand, device selection,
 silent progress bars, and the checkpoint cache (hit, miss, corrupted file)."""
+import io
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -59,13 +62,23 @@ def test_evaluate_restores_training_mode():
     assert model.training
 
 
-def test_progress_false_is_silent_and_progress_true_avoids_stderr(capfd):
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_false_is_silent_and_progress_true_shows_only_on_a_terminal(capfd, monkeypatch):
     _train_mlp(epochs=1, progress=False)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    _train_mlp(epochs=1, progress=True)
+    _train_mlp(epochs=1, progress=True)          # stdout is a pipe here: tqdm's disable=None keeps it quiet
     out, err = capfd.readouterr()
-    assert err == "" and "1/1" in out
+    assert out == "" and err == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    _train_mlp(epochs=1, progress=True)
+    monkeypatch.undo()
+    assert "1/1" in terminal.getvalue() and capfd.readouterr().err == ""
 
 
 def test_bad_arguments():
@@ -185,3 +198,121 @@ def test_top1_agreement_on_a_hand_computed_case():
     b.train()
     top1_agreement(a, b, [x])
     assert b.training                                   # mode restored
+
+
+def _toy_problem(seed=0, n_batches=6):
+    gen = torch.Generator().manual_seed(seed)
+    data = [(torch.randn(8, 5, generator=gen), torch.randint(0, 3, (8,), generator=gen)) for _ in range(n_batches)]
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)), data
+
+
+def test_a_loss_that_sees_the_inputs_trains_exactly_like_a_hand_written_distillation_loop():
+    from coursekit.train import wants_inputs
+
+    torch.manual_seed(1)
+    teacher = nn.Linear(5, 3).eval()
+
+    def distill(outputs, targets, inputs):             # a fake teacher: CE + MSE to the teacher's logits
+        with torch.no_grad():
+            soft = teacher(inputs)
+        return nn.functional.cross_entropy(outputs, targets) + 0.5 * nn.functional.mse_loss(outputs, soft)
+
+    assert wants_inputs(distill) and not wants_inputs(nn.CrossEntropyLoss())
+    assert not wants_inputs(nn.functional.cross_entropy) and wants_inputs(lambda out, y, x, t=2.0: out)
+    student, data = _toy_problem()
+    ref, _ = _toy_problem()
+    history = fit(student, data, epochs=2, optimizer="sgd", lr=0.05, loss_fn=distill, device="cpu", progress=False)
+
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    losses = []
+    for _ in range(2):
+        total = 0.0
+        for x, y in data:
+            loss = distill(ref(x), y, x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(y)
+        losses.append(total / 48)
+    for a, b in zip(student.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+    assert history["train_loss"] == losses
+
+
+def test_a_mask_reapplied_after_each_step_keeps_pruned_weights_at_zero():
+    from coursekit.train import Callback
+
+    model, data = _toy_problem()
+    mask = (torch.arange(35).reshape(7, 5) % 3 != 0).float()          # prune a third of the first layer
+    with torch.no_grad():
+        model[0].weight.mul_(mask)
+
+    class KeepMask(Callback):
+        def __init__(self):
+            self.steps = []
+
+        def after_step(self, model, step):
+            assert not torch.is_grad_enabled()
+            model[0].weight.mul_(mask)
+            self.steps.append(step)
+
+    before = model[0].weight.detach().clone()
+    keep = KeepMask()
+    fit(model, data, epochs=2, optimizer="adam", lr=0.05, device="cpu", progress=False, callbacks=keep)
+    w = model[0].weight.detach()
+    assert keep.steps == list(range(1, 13))
+    assert torch.equal(w[mask == 0], torch.zeros(int((mask == 0).sum())))
+    assert not torch.equal(w[mask == 1], before[mask == 1])          # the kept weights did train
+    unmasked, _ = _toy_problem()                                      # without the callback Adam revives them
+    with torch.no_grad():
+        unmasked[0].weight.mul_(mask)
+    fit(unmasked, data, epochs=2, optimizer="adam", lr=0.05, device="cpu", progress=False)
+    assert (unmasked[0].weight.detach()[mask == 0] != 0).all()
+
+
+def test_callback_hooks_run_in_order_and_bad_callbacks_are_named():
+    model, data = _toy_problem(n_batches=2)
+    calls = []
+
+    class Spy:
+        def before_epoch(self, model, epoch, optimizer):
+            calls.append(("before", epoch, optimizer.param_groups[0]["lr"]))
+
+        def after_step(self, model, step):
+            calls.append(("step", step))
+
+        def after_epoch(self, model, epoch, history):
+            calls.append(("after", epoch, len(history["train_loss"])))
+
+    fit(model, data, epochs=2, lr=0.01, device="cpu", progress=False, callbacks=[Spy()])
+    assert calls == [("before", 1, 0.01), ("step", 1), ("step", 2), ("after", 1, 1),
+                     ("before", 2, 0.01), ("step", 3), ("step", 4), ("after", 2, 2)]
+    with pytest.raises(TypeError, match="callbacks must be objects with any of before_epoch"):
+        fit(model, data, epochs=1, device="cpu", progress=False, callbacks=[print])
+    with pytest.raises(TypeError, match="loss_fn must be callable"):
+        fit(model, data, epochs=1, device="cpu", progress=False, loss_fn="ce")
+
+
+def test_finetune_is_sgd_with_a_cosine_rate_per_epoch_bit_exact_with_a_hand_written_loop():
+    import math
+
+    from coursekit.train import finetune
+
+    model, data = _toy_problem()
+    ref, _ = _toy_problem()
+    history = finetune(model, data, 3, lr=0.1, momentum=0.9, val_loader=data[:2])
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    for epoch in range(1, 4):
+        for group in opt.param_groups:
+            group["lr"] = 0.1 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / 3))
+        for x, y in data:
+            loss = nn.functional.cross_entropy(ref(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    for a, b in zip(model.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+    assert history["epoch"] == [0, 1, 2, 3] and history["lr"][1:] == pytest.approx([0.1, 0.075, 0.025], abs=1e-15)
+    assert len(history["val_accuracy"]) == 4 and history["step_sizes"] == [{}] * 4    # no QAT layers here
+    assert history["val_accuracy"][-1] == evaluate(model, data[:2])["accuracy"]

@@ -61,7 +61,6 @@ from coursekit.formats.packing import (
     pack_2bit,
     pack_bits,
     pack_nibbles,
-    unpack_2bit,
     unpack_bits,
     unpack_nibbles,
 )
@@ -115,7 +114,6 @@ __all__ = [
     "quantization_error",
     "quantize_dequantize",
     "sqnr_db",
-    "unpack_2bit",
     "unpack_bits",
     "unpack_nibbles",
 ]

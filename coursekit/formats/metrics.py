@@ -21,7 +21,7 @@ How ``quantize_dequantize`` reaches each kind of format (all per tensor unless s
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -39,9 +39,6 @@ class QuantError:
     mse: float
     sqnr_db: float
     max_abs_error: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check_x(x) -> torch.Tensor:

@@ -54,6 +54,3 @@ def pack_2bit(codes: torch.Tensor) -> torch.Tensor:
     """Four 2-bit codes per byte, the first in the two highest bits."""
     return pack_bits(codes, 2)
 
-
-def unpack_2bit(packed: torch.Tensor, count: int | None = None) -> torch.Tensor:
-    return unpack_bits(packed, 2, count)

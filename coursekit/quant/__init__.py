@@ -8,12 +8,12 @@ from coursekit.quant.integer import (
     IntegerConv2d,
     IntegerLinear,
     integer_linear,
+    integer_matmul,
     quantize_multiplier,
     requantize,
     to_integer,
 )
 from coursekit.quant.lsq import (
-    FakeQuantSTE,
     LSQFunction,
     LSQQuantizer,
     STEQuantizer,
@@ -35,13 +35,13 @@ from coursekit.quant.observers import (
 )
 from coursekit.quant.primitives import (
     FLOAT32_EPS,
+    FakeQuantSTE,
     calc_qparams,
     check_bits,
     dequantize,
     fake_quantize,
     fake_quantize_parts,
     quant_range,
-    quantization_error,
     quantize,
 )
 from coursekit.quant.ptq import LayerSummary, QuantConfig, QuantSummary, quantize_model
@@ -93,6 +93,7 @@ __all__ = [
     "freeze_bn_stats",
     "freeze_observers",
     "integer_linear",
+    "integer_matmul",
     "lsq_fake_quantize",
     "lsq_grad_scale",
     "lsq_init_step",
@@ -100,7 +101,6 @@ __all__ = [
     "prepare_qat",
     "qat_layers",
     "quant_range",
-    "quantization_error",
     "quantize",
     "quantize_model",
     "quantize_multiplier",

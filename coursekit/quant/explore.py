@@ -258,8 +258,72 @@ def _convs(model) -> tuple:
     return tuple(n for n, _ in named_layers(model, types=CONV_TYPES))
 
 
+# ------------------------------------------------------------------------- QAT: learned step sizes
+def _draw_steps(axes, history: dict, layer: str, epoch: int) -> None:
+    import numpy as np
+
+    for ax in axes:
+        ax.clear()
+    epochs = history["epoch"]
+    weights = np.stack([h[layer]["weight"].numpy() for h in history["step_sizes"]])  # (epochs + 1, channels)
+    axes[0].plot(epochs, weights / weights[0], color="#69c", lw=0.8, alpha=0.7)
+    axes[0].axvline(epoch, color="k", ls="--", lw=0.8)
+    axes[0].set_title(f"{layer}: weight step per output channel")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("step / initial step")
+    values = weights[epoch]
+    axes[1].bar(range(len(values)), values, color="#3a7")
+    axes[1].bar(range(len(values)), weights[0], fill=False, edgecolor="#e83", label="epoch 0 (PTQ init)")
+    axes[1].set_title(f"epoch {epoch}: weight steps (bars) vs the PTQ start (outline)")
+    axes[1].set_xlabel("output channel")
+    axes[1].legend(fontsize=8)
+    layers = [n for n in history["step_sizes"][0] if "input" in history["step_sizes"][0][n]]
+    for name in layers:
+        acts = [h[name]["input"].item() for h in history["step_sizes"]]
+        axes[2].plot(epochs, [a / acts[0] for a in acts], "o-" if name == layer else "-", ms=3, label=name)
+    axes[2].axvline(epoch, color="k", ls="--", lw=0.8)
+    axes[2].set_title("activation step of every layer")
+    axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("step / initial step")
+    axes[2].legend(fontsize=7)
+
+
+def step_size_explorer(history: dict):
+    """Slider over epochs and a layer picker for the step sizes recorded by ``coursekit.train.finetune``.
+
+    Shows how LSQ moves each layer's weight steps (per channel) and the activation steps away from their PTQ
+    initialisation. Returns the widget box.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    if not history.get("step_sizes") or len(history["step_sizes"]) < 2:
+        raise ValueError("history must come from coursekit.train.finetune(...) with at least one epoch (it records step_sizes)")
+    layers = list(history["step_sizes"][0])
+    layer_box = widgets.Dropdown(options=layers, description="layer")
+    epoch_box = widgets.IntSlider(value=history["epoch"][-1], min=0, max=history["epoch"][-1], description="epoch")
+    output = widgets.Output()
+    with output:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+        plt.close(fig)
+
+    def refresh(*_):
+        _draw_steps(axes, history, layer_box.value, epoch_box.value)
+        fig.tight_layout()
+        output.clear_output(wait=True)
+        with output:
+            from IPython.display import display
+
+            display(fig)
+
+    layer_box.observe(refresh, names="value")
+    epoch_box.observe(refresh, names="value")
+    refresh()
+    return widgets.VBox([widgets.HBox([layer_box, epoch_box]), output])
+
+
 __all__ = [
     "CALIBRATION_METHODS", "GRANULARITIES", "accuracy", "calibration_errors", "fake_quantize_weight",
     "granularity_errors", "plot_affine_map", "plot_calibration", "plot_granularity_errors", "ptq_explorer",
-    "quantized_layers", "weight_sqnr",
+    "quantized_layers", "step_size_explorer", "weight_sqnr",
 ]

@@ -64,9 +64,24 @@ def requantize(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor, zero_po
     return torch.clamp(rounded + zero_point, qmin, qmax)
 
 
-def _to_int32(acc: torch.Tensor) -> torch.Tensor:
+def integer_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b (+ bias)`` on integer tensors, as the int32 accumulator of Jacob et al. 2018 (sec. 2.3-2.4).
+
+    The one integer matrix product of coursekit (``integer_linear``, ``IntegerLinear``, ``IntegerConv2d``):
+    products and sums are formed exactly in int64, then checked to fit int32. A sum outside
+    ``[-2^31, 2^31 - 1]`` raises OverflowError instead of wrapping around as an int32 matmul would silently
+    (8-bit codes cannot overflow below 2^16 terms: |x - Z| <= 255 and |w| <= 128 give products under 2^15).
+    Returns an int32 tensor.
+    """
+    for name, t in (("a", a), ("b", b), ("bias", bias)):
+        if t is not None and (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool):
+            raise TypeError(f"{name} must be an integer tensor, got dtype {t.dtype}")
+    acc = a.to(torch.int64) @ b.to(torch.int64)
+    if bias is not None:
+        acc = acc + bias.to(torch.int64)
     if acc.numel() and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
-        raise OverflowError("int32 accumulator overflow")
+        raise OverflowError(f"int32 accumulator overflow: the integer sums reach [{int(acc.min())}, "
+                            f"{int(acc.max())}], outside [{INT32_MIN}, {INT32_MAX}]")
     return acc.to(torch.int32)
 
 
@@ -132,8 +147,7 @@ class IntegerLinear(_IntegerLayer):
         return v  # output channels are the last dimension of a Linear output
 
     def _accumulate(self, xq_centered):
-        acc = xq_centered.to(torch.int32) @ self.weight_q.to(torch.int32).T
-        return acc + self.bias_q
+        return integer_matmul(xq_centered, self.weight_q.T, self.bias_q)
 
 
 class IntegerConv2d(_IntegerLayer):
@@ -160,9 +174,8 @@ class IntegerConv2d(_IntegerLayer):
         cols = cols.round().to(torch.int32)  # integers below 2^24 are exact in float32: im2col is a copy
         out_h = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
         out_w = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
-        wmat = self.weight_q.to(torch.int32).reshape(self.weight_q.shape[0], -1)
-        acc = (wmat @ cols) + self.bias_q.reshape(1, -1, 1)
-        return acc.reshape(n, -1, out_h, out_w)
+        wmat = self.weight_q.reshape(self.weight_q.shape[0], -1)
+        return integer_matmul(wmat, cols, self.bias_q.reshape(1, -1, 1)).reshape(n, -1, out_h, out_w)
 
 
 def integer_linear(x_q: torch.Tensor, x_zero_point: int, w_q: torch.Tensor, bias_q: torch.Tensor | None,
@@ -173,9 +186,7 @@ def integer_linear(x_q: torch.Tensor, x_zero_point: int, w_q: torch.Tensor, bias
     with scale ``S_x S_w``; ``m0``/``shift`` from :func:`quantize_multiplier` for ``S_x S_w / S_out``
     (scalars or per output channel). Returns output codes in ``[qmin, qmax]`` (int64 tensor).
     """
-    acc = (x_q.to(torch.int32) - x_zero_point) @ w_q.to(torch.int32).T
-    if bias_q is not None:
-        acc = acc + bias_q.to(torch.int32)
+    acc = integer_matmul(x_q.to(torch.int64) - x_zero_point, w_q.T, bias_q)
     return requantize(acc, torch.as_tensor(m0), torch.as_tensor(shift), out_zero_point, qmin, qmax)
 
 

@@ -36,43 +36,23 @@ from coursekit._validate import check_choice, check_int
 from coursekit.quant.observers import make_observer
 from coursekit.quant.primitives import (
     FLOAT32_EPS,
-    _prepare,
+    FakeQuantSTE,  # noqa: F401  (re-exported: coursekit.quant.lsq.FakeQuantSTE, its former home)
     check_bits,
+    fake_quantize,
     fake_quantize_parts,
     quant_range,
 )
 
 
 # ----------------------------------------------------------------------------------------------- STE
-class FakeQuantSTE(torch.autograd.Function):
-    """Fake quantization whose backward pass is the straight-through estimator (mask on the rounded code).
-
-    ``FakeQuantSTE.apply(x, scale, zero_point, qmin, qmax, axis)``; prefer :func:`fake_quantize_ste`, which
-    validates its arguments. No gradient flows to ``scale`` or ``zero_point`` (they come from an observer).
-    """
-
-    @staticmethod
-    def forward(ctx, x, scale, zero_point, qmin, qmax, axis=None):
-        xb, s, z, qmin, qmax, undo = _prepare(x, scale, zero_point, qmin, qmax, axis, None, "torch")
-        out, _code, inside = fake_quantize_parts(xb, s, z, qmin, qmax, "torch")
-        ctx.save_for_backward(undo(inside))
-        return undo(out).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (inside,) = ctx.saved_tensors
-        return grad_out * inside, None, None, None, None, None
-
-
 def fake_quantize_ste(x, scale, zero_point, qmin: int, qmax: int, axis=None) -> torch.Tensor:
     """``S (clamp(round(x/S) + Z, qmin, qmax) - Z)`` with the STE gradient: 1 inside the range, 0 where clamped.
 
-    Forward values equal :func:`coursekit.quant.fake_quantize` (torch rounding); the gradient equals that of
+    :func:`coursekit.quant.fake_quantize` with torch rounding, under the name chapter 03 teaches it by: values
+    and gradient (through :class:`~coursekit.quant.primitives.FakeQuantSTE`, the one STE function) equal
     ``torch.fake_quantize_per_tensor_affine`` (``axis=None``) or ``torch.fake_quantize_per_channel_affine``.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    return FakeQuantSTE.apply(x, scale, zero_point, qmin, qmax, axis)
+    return fake_quantize(x, scale, zero_point, qmin, qmax, axis=axis, rounding="torch")
 
 
 # ----------------------------------------------------------------------------------------------- LSQ

@@ -272,7 +272,7 @@ def fake_quantize(x, scale, zero_point, qmin: int, qmax: int, axis=None, group_s
     """
     xb, s, z, qmin, qmax, undo = _prepare(x, scale, zero_point, qmin, qmax, axis, group_size, rounding)
     if torch.is_grad_enabled() and xb.requires_grad:
-        out = _FakeQuantizeSTE.apply(xb, s, z, qmin, qmax, rounding)
+        out = FakeQuantSTE.apply(xb, s, z, qmin, qmax, rounding)
     else:  # plain tensor ops: traceable by torch.export / torch.onnx.export
         out = fake_quantize_parts(xb, s, z, qmin, qmax, rounding)[0]
     return undo(out).to(x.dtype)
@@ -291,11 +291,19 @@ def fake_quantize_parts(x, scale, zero_point, qmin, qmax, rounding: str = "torch
     return out, code, inside
 
 
-class _FakeQuantizeSTE(torch.autograd.Function):
-    """Fake quantization with torch's straight-through gradient (mask computed on the rounded code)."""
+class FakeQuantSTE(torch.autograd.Function):
+    """Fake quantization with torch's straight-through gradient (Bengio et al. 2013; mask on the rounded code).
+
+    The one STE autograd function of coursekit: :func:`fake_quantize`, ``fake_quantize_ste`` and the STE
+    quantizers of QAT all go through it. ``FakeQuantSTE.apply(x, scale, zero_point, qmin, qmax, rounding)``
+    takes ``scale``/``zero_point`` already broadcastable against ``x`` (a number or a tensor shaped like ``x``'s
+    channel view; ``rounding`` defaults to "torch"); no validation here: prefer :func:`fake_quantize`.
+    Backward: ``dL/dx = dL/dx_hat`` where ``qmin <= round(x/S) + Z <= qmax``, else 0; nothing flows to ``scale``
+    or ``zero_point`` (they come from an observer; LSQ learns them with its own function).
+    """
 
     @staticmethod
-    def forward(ctx, x, scale, zero_point, qmin, qmax, rounding):
+    def forward(ctx, x, scale, zero_point, qmin, qmax, rounding="torch"):
         out, _, inside = fake_quantize_parts(x, scale, zero_point, qmin, qmax, rounding)
         ctx.save_for_backward(inside)
         return out
@@ -304,10 +312,3 @@ class _FakeQuantizeSTE(torch.autograd.Function):
     def backward(ctx, grad_out):
         (inside,) = ctx.saved_tensors
         return grad_out * inside, None, None, None, None, None
-
-
-def quantization_error(x, scale, zero_point, qmin, qmax, axis=None, group_size=None,
-                       rounding: str = "torch") -> torch.Tensor:
-    """Mean squared reconstruction error ``mean((x - fake_quantize(x))^2)`` (Nagel et al. 2021, eq. 11)."""
-    with torch.no_grad():
-        return torch.mean((x - fake_quantize(x, scale, zero_point, qmin, qmax, axis, group_size, rounding)) ** 2)

@@ -21,9 +21,16 @@ import time
 
 import torch
 
-from coursekit._validate import check_choice, check_int, check_positive
+from coursekit._validate import check_choice, check_int
 from coursekit.bench import make_record
+from coursekit.quant.explore import step_size_explorer
 from coursekit.suites import SuiteContext, register
+from coursekit.train.finetuning import finetune
+
+# The fine-tune loop lives in coursekit.train and the step-size widget in coursekit.quant.explore; both names
+# stay importable from here (chapter 03 imports them from this module), as the same objects.
+__all__ = ["BIT_CONFIGS", "MODELS", "finetune", "format_qat_table", "gap_recovered", "parse_bits",
+           "plot_accuracy_vs_bits", "ptq_vs_qat", "qat_suite", "reading", "step_size_explorer"]
 
 BIT_CONFIGS = {"W8A8": (8, 8), "W4A8": (4, 8), "W2A8": (2, 8), "W4A4": (4, 4)}
 MODELS = (("lenet", "digits"), ("cnn1d", "mnist1d"))
@@ -53,42 +60,9 @@ def gap_recovered(fp32: float, ptq: float, qat: float, noise: float = NOISE_PT /
     return None if gap <= noise else (qat - ptq) / gap
 
 
-def finetune(qmodel, train_loader, epochs: int, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
-             val_loader=None, progress: bool = False) -> dict:
-    """Fine-tune a prepared QAT model in place: SGD (Nesterov momentum) with a cosine schedule over epochs.
-
-    Returns ``{"epoch", "train_loss", "val_accuracy", "lr", "step_sizes", "seconds", "train_seconds"}``;
-    ``step_sizes[e]`` is ``coursekit.quant.qat.step_sizes`` after epoch ``e`` (entry 0: before training), the
-    record the chapter's step-size explorer plots.
-    """
-    from coursekit.quant.qat import step_sizes
-    from coursekit.train import evaluate, fit
-
-    epochs = check_int("epochs", epochs, min_value=1)
-    lr = check_positive("lr", lr)
-    opt = torch.optim.SGD([p for p in qmodel.parameters() if p.requires_grad], lr=lr, momentum=momentum,
-                          nesterov=momentum > 0, weight_decay=weight_decay)
-    history = {"epoch": [0], "train_loss": [None], "val_accuracy": [], "lr": [None], "seconds": [0.0],
-               "step_sizes": [step_sizes(qmodel)]}
-    if val_loader is not None:
-        history["val_accuracy"].append(evaluate(qmodel, val_loader)["accuracy"])
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        epoch_lr = lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))  # cosine, per epoch
-        for group in opt.param_groups:
-            group["lr"] = epoch_lr
-        t0 = time.perf_counter()
-        h = fit(qmodel, train_loader, None, epochs=1, optimizer=opt, device="cpu", progress=progress,
-                desc=f"QAT epoch {epoch}/{epochs}")
-        history["seconds"].append(time.perf_counter() - t0)
-        history["epoch"].append(epoch)
-        history["train_loss"].append(h["train_loss"][0])
-        history["lr"].append(epoch_lr)
-        history["step_sizes"].append(step_sizes(qmodel))
-        if val_loader is not None:
-            history["val_accuracy"].append(evaluate(qmodel, val_loader)["accuracy"])
-    history["train_seconds"] = time.perf_counter() - start
-    return history
+def _worst(result: dict) -> float:
+    """Lowest per-class accuracy of an ``evaluate`` result (classes without test examples ignored)."""
+    return min(a for a in result["per_class"] if not math.isnan(a))
 
 
 def ptq_vs_qat(model_name: str = "lenet", dataset: str = "digits", bit_configs=tuple(BIT_CONFIGS),
@@ -100,14 +74,17 @@ def ptq_vs_qat(model_name: str = "lenet", dataset: str = "digits", bit_configs=t
     ``epochs`` defaults to ``EPOCHS["fast"]`` in fast mode and ``EPOCHS["full"]`` otherwise; ``method`` is the
     QAT quantizer (``"lsq"`` or ``"ste"``); ``threads`` pins torch's thread count while training (None: leave it).
     Records (``coursekit.bench.make_record``): ``model`` ``"lenet/digits"``, ``variant`` ``"W4A8"``,
-    ``accuracy`` (= ``qat_accuracy``), ``fp32_accuracy``, ``ptq_accuracy``, ``recovered``, ``qat_seconds``,
+    ``accuracy`` (= ``qat_accuracy``), ``fp32_accuracy``, ``ptq_accuracy``, ``recovered``, the worst class's
+    accuracy (``fp32_worst_class``, ``ptq_worst_class``, ``qat_worst_class``: the rare-class risk a mean
+    hides), the top-1 agreement with the FP32 model on the test set (``ptq_agreement``, ``qat_agreement``),
+    ``qat_seconds``,
     ``ptq_seconds``, ``fp32_train_seconds``, ``epochs``, ``weight_bits``, ``act_bits``, ``method``.
     """
     from coursekit._env import fast_mode
     from coursekit.data import get_loaders
     from coursekit.quant import QuantConfig, quantize_model
     from coursekit.quant.qat import QATConfig, convert, prepare_qat
-    from coursekit.train import evaluate, pretrained, seed_everything
+    from coursekit.train import evaluate, pretrained, seed_everything, top1_agreement
 
     fast = fast_mode() if fast is None else bool(fast)
     epochs = EPOCHS["fast" if fast else "full"] if epochs is None else check_int("epochs", epochs, min_value=1)
@@ -124,20 +101,27 @@ def ptq_vs_qat(model_name: str = "lenet", dataset: str = "digits", bit_configs=t
         model = pretrained(model_name, dataset, seed=seed, fast=fast, progress=progress)
         train, _, test = get_loaders(dataset, batch_size=64, seed=seed, fast=fast)
         calibration = [batch for _, batch in zip(range(calibration_batches), train)]
-        fp32 = evaluate(model, test)["accuracy"]
+        fp32_eval = evaluate(model, test)
+        fp32 = fp32_eval["accuracy"]
         records = []
         for label, (w_bits, a_bits) in configs:
             t0 = time.perf_counter()
             ptq_model = quantize_model(model, QuantConfig(weight_bits=w_bits, act_bits=a_bits), calibration)
             ptq_seconds = time.perf_counter() - t0
-            ptq = evaluate(ptq_model, test)["accuracy"]
+            ptq_eval = evaluate(ptq_model, test)
+            ptq = ptq_eval["accuracy"]
             seed_everything(seed)
             qmodel = prepare_qat(model, QATConfig(weight_bits=w_bits, act_bits=a_bits, method=method), calibration)
             history = finetune(qmodel, train, epochs, lr=lr, progress=progress)
-            qat = evaluate(convert(qmodel), test)["accuracy"]
+            qat_model = convert(qmodel)
+            qat_eval = evaluate(qat_model, test)
+            qat = qat_eval["accuracy"]
             records.append(make_record(
                 f"{model_name}/{dataset}", label, device="cpu", batch=None, threads=torch.get_num_threads(),
                 accuracy=qat, fp32_accuracy=fp32, ptq_accuracy=ptq, qat_accuracy=qat,
+                fp32_worst_class=_worst(fp32_eval), ptq_worst_class=_worst(ptq_eval),
+                qat_worst_class=_worst(qat_eval), ptq_agreement=top1_agreement(ptq_model, model, test),
+                qat_agreement=top1_agreement(qat_model, model, test),
                 recovered=gap_recovered(fp32, ptq, qat), qat_seconds=history["train_seconds"],
                 ptq_seconds=ptq_seconds, fp32_train_seconds=model.checkpoint_info.get("train_seconds"),
                 epochs=epochs, weight_bits=w_bits, act_bits=a_bits, method=method, fast=fast))
@@ -207,66 +191,3 @@ def reading(records: list[dict]) -> str:
                            f"recovers {share:.0%} of the gap in {cost}: {worth}")
             lines.append(f"  {r['variant']}: {verdict}")
     return "\n".join(lines)
-
-
-def _draw_steps(axes, history: dict, layer: str, epoch: int) -> None:
-    import numpy as np
-
-    for ax in axes:
-        ax.clear()
-    epochs = history["epoch"]
-    weights = np.stack([h[layer]["weight"].numpy() for h in history["step_sizes"]])  # (epochs + 1, channels)
-    axes[0].plot(epochs, weights / weights[0], color="#69c", lw=0.8, alpha=0.7)
-    axes[0].axvline(epoch, color="k", ls="--", lw=0.8)
-    axes[0].set_title(f"{layer}: weight step per output channel")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("step / initial step")
-    values = weights[epoch]
-    axes[1].bar(range(len(values)), values, color="#3a7")
-    axes[1].bar(range(len(values)), weights[0], fill=False, edgecolor="#e83", label="epoch 0 (PTQ init)")
-    axes[1].set_title(f"epoch {epoch}: weight steps (bars) vs the PTQ start (outline)")
-    axes[1].set_xlabel("output channel")
-    axes[1].legend(fontsize=8)
-    layers = [n for n in history["step_sizes"][0] if "input" in history["step_sizes"][0][n]]
-    for name in layers:
-        acts = [h[name]["input"].item() for h in history["step_sizes"]]
-        axes[2].plot(epochs, [a / acts[0] for a in acts], "o-" if name == layer else "-", ms=3, label=name)
-    axes[2].axvline(epoch, color="k", ls="--", lw=0.8)
-    axes[2].set_title("activation step of every layer")
-    axes[2].set_xlabel("epoch")
-    axes[2].set_ylabel("step / initial step")
-    axes[2].legend(fontsize=7)
-
-
-def step_size_explorer(history: dict):
-    """Slider over epochs and a layer picker for the step sizes recorded by :func:`finetune`.
-
-    Shows how LSQ moves each layer's weight steps (per channel) and the activation steps away from their PTQ
-    initialisation. Returns the widget box.
-    """
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    if not history.get("step_sizes") or len(history["step_sizes"]) < 2:
-        raise ValueError("history must come from finetune(...) with at least one epoch (it records step_sizes)")
-    layers = list(history["step_sizes"][0])
-    layer_box = widgets.Dropdown(options=layers, description="layer")
-    epoch_box = widgets.IntSlider(value=history["epoch"][-1], min=0, max=history["epoch"][-1], description="epoch")
-    output = widgets.Output()
-    with output:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-        plt.close(fig)
-
-    def refresh(*_):
-        _draw_steps(axes, history, layer_box.value, epoch_box.value)
-        fig.tight_layout()
-        output.clear_output(wait=True)
-        with output:
-            from IPython.display import display
-
-            display(fig)
-
-    layer_box.observe(refresh, names="value")
-    epoch_box.observe(refresh, names="value")
-    refresh()
-    return widgets.VBox([widgets.HBox([layer_box, epoch_box]), output])

@@ -10,20 +10,20 @@
     >>> evaluate(model, test)["accuracy"]            # doctest: +SKIP
     >>> model = pretrained("lenet", "digits")        # trained once, then loaded from the cache
 """
+from coursekit.metrics import count_correct, evaluate, per_class_accuracy, top1_agreement
 from coursekit.train.checkpoints import (
     CODE_VERSION,
     RECIPES,
     checkpoint_path,
-    clear_checkpoints,
     pretrained,
     recipe,
 )
 from coursekit.train.device import available_devices, seed_everything, select_device
-from coursekit.train.loop import fit, make_optimizer
-from coursekit.metrics import count_correct, evaluate, per_class_accuracy, top1_agreement
+from coursekit.train.finetuning import cosine_lr, finetune
+from coursekit.train.loop import Callback, fit, make_optimizer, wants_inputs
 
 __all__ = [
-    "CODE_VERSION", "RECIPES", "available_devices", "checkpoint_path", "clear_checkpoints", "count_correct",
-    "evaluate", "fit", "make_optimizer", "per_class_accuracy", "pretrained", "recipe", "seed_everything",
-    "select_device", "top1_agreement",
+    "CODE_VERSION", "RECIPES", "Callback", "available_devices", "checkpoint_path",
+    "cosine_lr", "count_correct", "evaluate", "finetune", "fit", "make_optimizer", "per_class_accuracy",
+    "pretrained", "recipe", "seed_everything", "select_device", "top1_agreement", "wants_inputs",
 ]

@@ -144,13 +144,4 @@ def pretrained(model_name: str, dataset_name: str | None = None, *, seed: int = 
     return model
 
 
-def clear_checkpoints() -> int:
-    """Delete every cached checkpoint (including ``.corrupt`` files); returns how many files were removed."""
-    folder = _env.cache_dir() / "checkpoints"
-    files = [p for p in folder.glob("*.pt*")] if folder.exists() else []
-    for p in files:
-        p.unlink()
-    return len(files)
-
-
-__all__ = ["CODE_VERSION", "RECIPES", "checkpoint_path", "clear_checkpoints", "pretrained", "recipe"]
+__all__ = ["CODE_VERSION", "RECIPES", "checkpoint_path", "pretrained", "recipe"]
