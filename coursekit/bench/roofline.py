@@ -165,8 +165,8 @@ def roofline_reading(peak_flops: float, bandwidth: float, kernels: Sequence[Kern
             share = k.achieved_flops / roof
             line += f", measured {k.achieved_flops / 1e9:.2f} GFLOP/s ({share:.0%} of its roof)"
             if share > 1.1:
-                line += (": above the measured roof (part of its traffic stayed in the caches, or other load slowed "
-                         "the roof's own measurement: rerun)")
+                line += (": above the measured roof, which comes from a read-only sum (caches, or reads and writes "
+                         "overlapping, can beat it; load during the roof's own measurement lowers it: rerun)")
         lines.append(line)
     return "\n".join(lines)
 

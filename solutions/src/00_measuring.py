@@ -93,8 +93,15 @@ CASES = [(7_000_000_000, 32), (7_000_000_000, 4), (1_300_000_000, 16), (70_000_0
 
 
 def _probe():
+    from coursekit.formats import memory
+
+    by_name = {k: v for k, v in globals().items() if v is memory.memory_bytes}  # `from ... import memory_bytes`
     with forbid("coursekit.formats.memory_bytes", "coursekit.formats.memory.memory_bytes", exercise="Exercise 1"):
-        return {"gb": [weight_memory_gb(n, b) for n, b in CASES]}
+        globals().update({k: memory.memory_bytes for k in by_name})  # now the refusing stand-in
+        try:
+            return {"gb": [weight_memory_gb(n, b) for n, b in CASES]}
+        finally:
+            globals().update(by_name)
 
 
 def _check(out):
@@ -447,6 +454,8 @@ def compare(fn_a, fn_b, repeats=20):
 # %% tests="ex4_compare_tests" points=3
 # Visible tests: two stubs on a fake clock. Each one's first 3 calls are cold (1 s); then A takes 6, 6, 30, 6 ms
 # (one stall) and B 2 ms per call.
+from coursekit.bench.fakeclock import FakeClock
+
 clock, order = FakeClock(), []
 steady_s = {"a": [0.006, 0.006, 0.030, 0.006], "b": [0.002] * 4}
 
@@ -460,7 +469,12 @@ def stub(name):
 
 
 with clock.installed(globals()):
-    result = compare(stub("a"), stub("b"), repeats=4)
+    try:
+        result = compare(stub("a"), stub("b"), repeats=4)
+    except ZeroDivisionError:  # a median of 0 ms: a clock too coarse for 2 ms calls
+        result = None
+other_clocks = [name for name in clock.reads if not name.startswith("perf_counter")]
+assert not other_clocks, f"compare read time.{other_clocks[0]}(): use time.perf_counter()"
 expect_equal(sorted(result), ["a", "b", "speedup"], what="the keys of compare's dict")
 expect_equal([order.count("a"), order.count("b")], [7, 7], what="calls of fn_a and fn_b (3 warm-up + 4 timed each)",
              wrong={"the 3 warm-up calls of each function are missing": [4, 4]})
@@ -501,7 +515,10 @@ def _probe():
 
         with clock.installed(globals()), forbid("coursekit.bench.measure_latency",
                                                 "coursekit.bench.timing.measure_latency", exercise="Exercise 4"):
-            result = compare(stub("a"), stub("b"), repeats=repeats)
+            try:
+                result = compare(stub("a"), stub("b"), repeats=repeats)
+            except ZeroDivisionError as exc:  # e.g. a median of 0 ms from a clock too coarse for 2 ms calls
+                result = {"error": f"ZeroDivisionError: {exc}"}
         runs.append({"result": result, "order": "".join(order), "reads": dict(clock.reads)})
     return runs
 
@@ -515,15 +532,14 @@ def _check(runs):
         assert not other, f"compare read time.{other[0]}(): use time.perf_counter(), the monotonic high-resolution clock"
         order, result = run["order"], run["result"]
         what = f"compare(stub_a, stub_b, repeats={repeats})"
+        assert "error" not in result, f"{what} raised {result['error']}"
         expect_equal(sorted(result) if isinstance(result, dict) else result, ["a", "b", "speedup"],
                      what=f"the keys of {what}")
         expect_equal([order.count("a"), order.count("b")], [3 + repeats] * 2, what=f"calls of each stub by {what}",
                      wrong={"the 3 warm-up calls of each function are missing": [repeats] * 2})
         expect_equal(sorted(order[:6]), list("aaabbb"), what=f"the first 6 calls of {what} (the warm-up)")
-        timed = order[6:]
-        assert all(sorted(timed[i:i + 2]) == ["a", "b"] for i in range(0, len(timed), 2)), (
-            f"{what}: the timed calls must alternate A B A B ..., got {timed}"
-            + (": you timed all of A, then all of B" if timed == "a" * repeats + "b" * repeats else ""))
+        expect_equal(order[6:], "ab" * repeats, what=f"the order of the timed calls of {what}",
+                     wrong={"all of A, then all of B: interleave A B A B": "a" * repeats + "b" * repeats})
 
         def row(stat=statistics.median, first=3, unit=1e3, repeats=repeats):
             a = stat([_duration("a", i) * unit for i in range(first, first + repeats)])
@@ -750,7 +766,9 @@ print(roofline.roofline_reading(peak, bandwidth, kernels))
 # How to read it: the two Linear kernels do the same work per row, yet batch 64 sits far to the right of batch 1,
 # because it reads the same weights once for 64 rows. A kernel left of the ridge can only get faster by moving fewer
 # bytes (4-bit weights move 8x fewer than FP32); a kernel right of it needs faster arithmetic. Real kernels reach a
-# fraction of their roof (the roof is an upper bound); a point *above* it means part of its data stayed in cache.
+# fraction of their roof (the roof is an upper bound). A point *above* the memory roof is possible: the roof was
+# measured with a read-only kernel on data far larger than the caches, and a kernel whose data partly stays in cache,
+# or whose reads and writes overlap, can beat it.
 #
 # The same arithmetic bounds LLM decoding: at batch 1 every generated token reads every weight once, so
 #
@@ -865,12 +883,17 @@ print(f"CNN at batch 64: convolutions {t_conv:.3f} ms, classifier (Linear layers
 print(f"INT8 dynamic made the Linear-heavy model {s_linear:.2f}x faster at batch 64 (section 5)")
 print(f"Amdahl: if the CNN's Linear layers sped up as much, the CNN would get {amdahl_speedup(p, s_linear):.2f}x; "
       f"with infinitely fast Linear layers, at most {amdahl_speedup(p, float('inf')):.2f}x")
-print(f"measured in section 5: {speedup_of('lenet_digits'):.2f}x")
+measured = speedup_of("lenet_digits")
+print(f"measured in section 5: {measured:.2f}x, "
+      + ("below Amdahl's estimate: the CNN's own Linear layers gained less than the big ones" if
+         measured < 0.9 * amdahl_speedup(p, s_linear) else "close to Amdahl's estimate"))
 
 # %% [markdown]
-# The measured CNN speedup is usually below even Amdahl's estimate: the CNN's Linear layers are tiny (the
-# Linear-heavy model's layers are 2048x2048), so quantizing their activations on the fly costs about as much as it
-# saves. Profile first, then spend effort where $p$ is large.
+# Amdahl's estimate assumed the CNN's Linear layers speed up as much as the 2048x2048 layers of the Linear-heavy
+# model. They are tiny (64 -> 120 -> 84 -> 10 features), so the fixed cost of quantizing their activations on the
+# fly weighs much more: the likely reason when your measurement falls below the estimate. Either way the bound
+# holds: no change to a share $p$ of the time can speed up the whole by more than $1/(1-p)$. Profile first, then
+# spend effort where $p$ is large.
 #
 # ## 8 · Common mistakes
 #
