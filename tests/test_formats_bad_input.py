@@ -129,3 +129,19 @@ def test_metrics_need_finite_float_input():
         F.quantization_error(torch.tensor([1.0, math.inf]), "int8")
     with pytest.raises(TypeError, match="x must be a floating-point"):
         F.error_table(torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("name", ["int8", "uint8", "int4", "uint4", "int2"])
+def test_nan_and_inf_policy_is_the_same_in_formats_and_quant(name):
+    """NaN: ValueError naming x in both the integer formats and coursekit.quant.quantize (never code 0);
+    +-inf: saturation to the largest / smallest code in both."""
+    from coursekit import quant
+
+    fmt = F.get_format(name)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        fmt.encode(torch.tensor([1.0, math.nan]))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        quant.quantize(torch.tensor([1.0, math.nan]), 1.0, 0, fmt.qmin, fmt.qmax)
+    inf = torch.tensor([math.inf, -math.inf, 1.0])
+    assert fmt.encode(inf).tolist() == quant.quantize(inf, 1.0, 0, fmt.qmin, fmt.qmax).tolist() == \
+        [fmt.qmax, fmt.qmin, 1]

@@ -250,3 +250,36 @@ def test_calc_qparams_accepts_numpy_scalars():
 
     low, high = np.percentile(np.array([-1.0, 0.5, 2.0]), [0, 100])
     assert [float(t) for t in calc_qparams(low, high, -128, 127)] == [float(t) for t in calc_qparams(-1.0, 2.0, -128, 127)]
+
+
+def test_nan_is_rejected_by_quantize_and_inf_saturates():
+    x = torch.tensor([0.1, math.nan, 0.3])
+    with pytest.raises(ValueError, match="x contains NaN"):
+        P.quantize(x, 0.1, 0, -128, 127)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        P.quantize(torch.tensor([[0.1, 0.2], [math.nan, 0.0]]), torch.tensor([0.1, 0.2]), 0, -8, 7, axis=0)
+    got = P.quantize(torch.tensor([math.inf, -math.inf, 1.0]), 0.1, 3, -128, 127)
+    assert got.tolist() == [127, -128, 13]
+    assert torch.isnan(P.fake_quantize(x, 0.1, 0, -128, 127)[1])          # NaN stays visible, never a code
+
+
+@pytest.mark.parametrize("zero_point", [2.5, -0.5, torch.tensor(2.5), torch.tensor([1.0, 2.5]), math.nan])
+def test_fractional_zero_point_is_rejected_not_truncated(zero_point):
+    q = torch.tensor([[1, 2], [3, 4]], dtype=torch.int8)
+    axis = 0 if isinstance(zero_point, torch.Tensor) and zero_point.numel() == 2 else None
+    scale = torch.tensor([0.5, 0.5]) if axis == 0 else 0.5
+    with pytest.raises(ValueError, match="zero_point"):
+        P.dequantize(q, scale, zero_point, axis=axis)
+    with pytest.raises(ValueError, match="zero_point"):
+        P.quantize(q.float(), scale, zero_point, -128, 127, axis=axis)
+
+
+def test_integer_valued_zero_points_of_any_type_still_work():
+    q = torch.tensor([1, 2], dtype=torch.int8)
+    expected = [-0.5, 0.0]                                                  # 0.5 * (q - 2)
+    for zp in (2, 2.0, torch.tensor(2), torch.tensor(2.0), np.int64(2)):
+        assert P.dequantize(q, 0.5, zp).tolist() == expected
+    with pytest.raises(TypeError, match="zero_point"):
+        P.dequantize(q, 0.5, "2")
+    with pytest.raises(TypeError, match="zero_point"):
+        P.dequantize(q, 0.5, True)

@@ -231,3 +231,25 @@ def test_fake_quantizer_module_errors():
         FakeQuantizer(axis=0, group_size=8)
     with pytest.raises(TypeError, match="QuantLinear wraps"):
         QuantLinear(nn.Conv2d(1, 1, 1))
+
+
+def test_calibration_progress_bar_only_on_a_terminal_and_never_on_stderr(capfd, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    model, data = _cnn(), _data(2)
+    quantize_model(model, QuantConfig(), data, progress=True)       # stdout is captured: not a terminal
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    quantize_model(model, QuantConfig(), data, progress=True)
+    quantize_model(model, QuantConfig(), data, progress=False)
+    monkeypatch.undo()
+    shown = terminal.getvalue()
+    assert "calibrating" in shown and "2/2" in shown and shown.count("\n") == 1      # one bar: progress=False is silent
+    assert capfd.readouterr().err == ""

@@ -158,18 +158,29 @@ def _qparams_onnx(min_val, max_val, qmin, qmax, symmetric):
 
 
 # ----------------------------------------------------------------------------------------------- shapes
+def _zero_point_tensor(zero_point) -> torch.Tensor:
+    """``zero_point`` as a tensor after checking it holds integers: a fractional zero point (2.5) is an error,
+    never truncated, since real 0.0 must map to an integer code exactly (Jacob et al. 2018, sec. 2.1)."""
+    if isinstance(zero_point, torch.Tensor):
+        zp = zero_point.detach()
+        if zp.is_complex() or zp.dtype == torch.bool:
+            raise TypeError(f"zero_point must be an integer or an integer tensor, got dtype {zp.dtype}")
+        if zp.is_floating_point() and not (torch.isfinite(zp).all() and torch.equal(zp, zp.round())):
+            raise ValueError(f"zero_point must hold integer values, got {zp.flatten()[:8].tolist()}")
+        return zp
+    if isinstance(zero_point, bool) or not isinstance(zero_point, numbers.Real):
+        raise TypeError(f"zero_point must be an integer or an integer tensor, got {type(zero_point).__name__} "
+                        f"{zero_point!r}")
+    if not math.isfinite(zero_point) or float(zero_point) % 1:
+        raise ValueError(f"zero_point={zero_point!r} must be an integer (a zero point is an integer code)")
+    return torch.tensor(int(zero_point))
+
+
 def _check_scale_zp(scale, zero_point, qmin, qmax):
     scale = _as_float_tensor("scale", scale)
     if not torch.isfinite(scale).all() or (scale <= 0).any():
         raise ValueError(f"scale must be finite and > 0, got {scale.flatten()[:8].tolist()}")
-    if isinstance(zero_point, torch.Tensor):
-        zp = zero_point.detach()
-        if zp.is_floating_point() and not torch.equal(zp, zp.round()):
-            raise ValueError("zero_point must hold integer values")
-    elif isinstance(zero_point, bool) or not isinstance(zero_point, (int, float)) or float(zero_point) % 1:
-        raise TypeError(f"zero_point must be an integer or an integer tensor, got {zero_point!r}")
-    else:
-        zp = torch.tensor(int(zero_point))
+    zp = _zero_point_tensor(zero_point)
     if (zp < qmin).any() or (zp > qmax).any():
         raise ValueError(f"zero_point must lie in [qmin, qmax] = [{qmin}, {qmax}], "
                          f"got {zp.flatten()[:8].tolist()}")
@@ -237,21 +248,30 @@ def _prepare(x, scale, zero_point, qmin, qmax, axis, group_size, rounding):
 def quantize(x, scale, zero_point, qmin: int, qmax: int, axis=None, group_size=None, rounding: str = "torch"):
     """Integer codes ``clamp(round(x / S) + Z, qmin, qmax)`` (Jacob et al. 2018, eq. 1; Nagel et al. 2021, eq. 2).
 
-    Returns the smallest integer dtype holding ``[qmin, qmax]`` (int8, uint8, int16 or int32).
+    Returns the smallest integer dtype holding ``[qmin, qmax]`` (int8, uint8, int16 or int32). ``+-inf``
+    saturates to ``qmax``/``qmin``; NaN raises ValueError (no integer code holds it; torch's
+    ``quantize_per_tensor`` would store it silently as a code), as the integer formats of
+    ``coursekit.formats`` do. A fractional ``zero_point`` raises ValueError.
     """
     xb, s, z, qmin, qmax, undo = _prepare(x, scale, zero_point, qmin, qmax, axis, group_size, rounding)
+    if bool(torch.isnan(xb).any()):
+        raise ValueError("x contains NaN, which no integer code can represent (clean the input, or use a float "
+                         "format such as fp8_e4m3 that has a NaN code)")
     q = torch.clamp(_round_scaled(xb, s, rounding) + z, qmin, qmax)
     return undo(q).to(int_dtype_for(qmin, qmax))
 
 
 def dequantize(q, scale, zero_point, axis=None, group_size=None) -> torch.Tensor:
-    """Real values ``S (q - Z)`` in float32 (Jacob et al. 2018, eq. 1)."""
+    """Real values ``S (q - Z)`` in float32 (Jacob et al. 2018, eq. 1).
+
+    ``zero_point`` must hold integers: 2.5 raises ValueError instead of being truncated to 2.
+    """
     if not isinstance(q, torch.Tensor):
         raise TypeError(f"q must be a torch.Tensor, got {type(q).__name__}")
     scale = _as_float_tensor("scale", scale)
     if not torch.isfinite(scale).all() or (scale <= 0).any():
         raise ValueError(f"scale must be finite and > 0, got {scale.flatten()[:8].tolist()}")
-    zp = zero_point.detach() if isinstance(zero_point, torch.Tensor) else torch.tensor(int(zero_point))
+    zp = _zero_point_tensor(zero_point)
     qb, s, z, undo = _broadcast_params(q.to(torch.float32), scale, zp, axis, group_size)
     return undo((qb - z.to(torch.float32)) * s)
 
@@ -264,6 +284,9 @@ def fake_quantize(x, scale, zero_point, qmin: int, qmax: int, axis=None, group_s
     tensor) and ``torch.fake_quantize_per_channel_affine`` (``axis=``); ``rounding="onnx"`` is the division
     form of ONNX ``QuantizeLinear`` followed by ``DequantizeLinear``. ``group_size=`` quantizes groups of
     consecutive elements along the last dimension, each with its own scale (scale shape ``(..., D // g)``).
+
+    NaN in ``x`` gives NaN out (visible, never a code; torch's kernel returns ``(qmin - Z) S`` instead); the
+    check costs a reduction, so it is left to :func:`quantize` and to calibration, which reject NaN.
 
     Gradient: the straight-through estimator of Bengio et al. 2013 as torch implements it (Krishnamoorthi
     2018, sec. 3.2): ``dL/dx`` passes unchanged where the *rounded* code ``round(x/S) + Z`` lies in

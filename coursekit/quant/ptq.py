@@ -208,10 +208,13 @@ def calibrating_quantizers(model: nn.Module) -> list[FakeQuantizer]:
 def _calibrate(qmodel: nn.Module, calibration_data, progress: bool) -> int:
     n = 0
     iterator = batches(calibration_data)
-    if progress:
+    if progress:  # shown on a terminal or in Jupyter only (tqdm's disable=None), on stdout, never stderr
+        import sys
+
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc="calibrating")
+        total = len(calibration_data) if hasattr(calibration_data, "__len__") else None
+        iterator = tqdm(iterator, desc="calibrating", total=total, disable=None, file=sys.stdout)
     with torch.no_grad():
         for x in iterator:
             if x.numel() == 0:
