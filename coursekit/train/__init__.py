@@ -9,6 +9,11 @@
     >>> history = fit(model, train, val, epochs=5, progress=False)
     >>> evaluate(model, test)["accuracy"]            # doctest: +SKIP
     >>> model = pretrained("lenet", "digits")        # trained once, then loaded from the cache
+
+Plug points for compression (see ``coursekit.train.loop``): ``fit(..., loss_fn=lambda out, y, x: ...)`` gives the
+loss the input batch (a distillation teacher), ``fit(..., callbacks=[cb])`` calls ``cb.after_step(model, step)``
+after every optimizer step (re-apply a pruning mask); ``finetune`` is SGD + per-epoch cosine on top of ``fit``.
+``evaluate`` and ``top1_agreement`` are ``coursekit.metrics``'s (the same objects).
 """
 from coursekit.metrics import count_correct, evaluate, per_class_accuracy, top1_agreement
 from coursekit.train.checkpoints import (
