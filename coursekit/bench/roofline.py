@@ -115,12 +115,13 @@ def _best_seconds(fn: Callable[[], object], *, repeats: int, warmup: int, device
     return stats.min_ms / 1e3
 
 
-def measure_bandwidth(size_bytes: int | None = None, *, repeats: int = 5, device: str = "cpu",
+def measure_bandwidth(size_bytes: int | None = None, *, repeats: int = 15, device: str = "cpu",
                       threads: int | None = 1) -> float:
     """Memory read bandwidth in bytes/s: the fastest of ``repeats`` sums over a ``size_bytes`` FP32 tensor (a
     STREAM-like read kernel, McCalpin 1995; the tensor is far larger than the caches, so every byte comes from
     DRAM). ``threads=1`` measures what one core can pull, the roof of single-thread kernels; the default size is
-    256 MiB (128 MiB in fast mode)."""
+    256 MiB (128 MiB in fast mode). The fastest sample is kept because other load only ever slows a sample down:
+    on a busy machine more ``repeats`` give a truer roof."""
     size = BANDWIDTH_BYTES[fast_mode()] if size_bytes is None else check_int("size_bytes", size_bytes, min_value=4)
     x = torch.ones(size // 4, dtype=torch.float32, device=device)
     seconds = _best_seconds(x.sum, repeats=check_int("repeats", repeats, min_value=1), warmup=1, device=device,
@@ -128,7 +129,7 @@ def measure_bandwidth(size_bytes: int | None = None, *, repeats: int = 5, device
     return x.numel() * 4 / seconds
 
 
-def measure_peak_flops(dtype: torch.dtype = torch.float32, n: int | None = None, *, repeats: int = 5,
+def measure_peak_flops(dtype: torch.dtype = torch.float32, n: int | None = None, *, repeats: int = 10,
                        device: str = "cpu", threads: int | None = 1) -> float:
     """Peak FLOP/s in ``dtype``: the fastest of ``repeats`` n x n matmuls (2 n^3 FLOPs each; n = 1024, 768 in fast
     mode). On a CPU without native FP16/BF16 arithmetic those dtypes are emulated and can be 100x slower than FP32:
@@ -184,7 +185,8 @@ def roofline_figure(peak_flops: float, bandwidth: float, kernels: Sequence[Kerne
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    ax.loglog(xs, [attainable_flops(x, peak_flops, bandwidth) / 1e9 for x in xs], c="k", lw=2, label="roof")
+    ax.loglog(xs, [attainable_flops(x, peak_flops, bandwidth) / 1e9 for x in xs], c="k", lw=2,
+              label=f"roof: {bandwidth / 1e9:.1f} GB/s, {peak_flops / 1e9:.1f} GFLOP/s")
     ax.axvline(ridge, c="0.6", ls=":", lw=1)
     ax.annotate(f"ridge {ridge:.1f} FLOP/B", (ridge, peak_flops / 1e9), textcoords="offset points",
                 xytext=(4, -14), fontsize=8)
