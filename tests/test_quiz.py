@@ -1,6 +1,6 @@
 """The quiz engine on a small fixture bank: schema errors, answer parsing, Leitner store, drill, export,
 widget and graded cells. The real bank is checked in test_quiz_bank.py."""
-import argparse
+import dataclasses
 import io
 import json
 import os
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.quiz import catalog, commands, drill, export, graded
+from coursekit.cli import main as coursekit_main
+from coursekit.quiz import catalog, drill, export, graded
 from coursekit.quiz.answers import ParseError, check_answer, parse_choices, parse_number
 from coursekit.quiz.generators import compression_ratio, instantiate
 from coursekit.quiz.schema import BankError
@@ -166,6 +167,42 @@ def test_numeric_tolerance_and_unit_hint(bank_dir):
     assert not check_answer(q, "3.7 GB").correct
     wrong = check_answer(q, "3.5e9")
     assert not wrong.correct and "factor of 1e9" in wrong.feedback
+
+
+def test_numbers_that_are_not_finite_reals_are_parse_errors_with_a_message(bank_dir):
+    cases = {"10^400": "too large", "10**400": "too large", "-8^0.5": "not a real number", "0^-1": "undefined",
+             "1e999": "not a finite number", "1e400^0": "not a finite number", "1e308/1e-10": "not a finite number",
+             "0/0": "division by zero"}
+    for text, message in cases.items():
+        with pytest.raises(ParseError, match=message):
+            parse_number(text)
+    q = bank_q(bank_dir, "ch02-mem")
+    for response in (float("inf"), float("nan"), 10 ** 400):
+        with pytest.raises(ParseError):
+            check_answer(q, response)
+    assert parse_number("2^10") == 1024 and parse_number("-2^7") == -128  # still reads what it read before
+    tiny = dataclasses.replace(bank_q(bank_dir, "ch02-mem"), answer=1e-300)
+    wrong = check_answer(tiny, "1e300")  # value / answer overflows to inf: the unit hint must not crash
+    assert not wrong.correct and "factor" not in wrong.feedback
+
+
+def test_drill_reasks_overflowing_and_complex_answers(tmp_path, bank_dir):
+    out = io.StringIO()
+    summary = drill.run_drill(chapter=2, topic="memory", n=1, seed=0, db=tmp_path / "p.sqlite", bank_dir=bank_dir,
+                              out=out, inp=io.StringIO("10^400\n-8^0.5\n0^-1\nskip\n"))
+    text = out.getvalue()
+    assert text.count("Could not read that") == 3 and "too large" in text and "not a real number" in text
+    assert summary.skipped == 1 and summary.answered == 0 and summary.ended_by == "done"
+
+
+def test_mock_minutes_must_be_finite_and_positive(tmp_path, bank_dir, capsys):
+    for bad in ("inf", "nan", "-5", "0", "soon"):
+        assert run_cli("drill", "--mock", bad, "--bank", str(bank_dir), "--db", str(tmp_path / "p.sqlite")) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "argument --mock" in err and "finite number of minutes > 0" in err, err
+    for bad in (float("inf"), float("nan"), 0, -1.0):
+        with pytest.raises(ValueError, match="minutes"):
+            drill.run_mock(bad, db=tmp_path / "p.sqlite", bank_dir=bank_dir, inp=io.StringIO(""), out=io.StringIO())
 
 
 def test_short_answer_needs_every_keyword_group(bank_dir):
@@ -413,19 +450,15 @@ def test_progress_survives_a_killed_drill(tmp_path, bank_dir):
         assert [r["correct"] for r in store.answers()] == [1, 0] and store.notices == []
 
 
-# ---- CLI commands (through a test-only argparse wrapper) --------------------------------------------------
+# ---- CLI commands (through coursekit.cli.main, in process) --------------------------------------------------
 
 def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="coursekit")
-    commands.add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return coursekit_main(list(argv))
 
 
 def test_cli_help_texts(capsys):
     for argv in (["drill"], ["quiz"], ["quiz", "stats"], ["quiz", "export"]):
-        with pytest.raises(SystemExit):
-            run_cli(*argv, "--help")
+        assert run_cli(*argv, "--help") == 0
         text = capsys.readouterr().out
         assert "usage: coursekit" in text and len(text) > 300, argv
     run_cli("quiz", "stats", "--json")
@@ -437,7 +470,7 @@ def test_cli_stats_and_errors(tmp_path, bank_dir, capsys):
     assert "7 questions in 2 files" in capsys.readouterr().out
     assert run_cli("drill", "--stats", "--bank", str(bank_dir), "--db", str(tmp_path / "p.sqlite")) == 0
     assert "weakest topics" in capsys.readouterr().out
-    assert run_cli("drill", "--chapter", "7", "--bank", str(bank_dir), "--db", str(tmp_path / "p.sqlite")) == 1
+    assert run_cli("drill", "--chapter", "7", "--bank", str(bank_dir), "--db", str(tmp_path / "p.sqlite")) == 2
     assert "chapter='07' is not supported" in capsys.readouterr().err
 
 
@@ -466,7 +499,7 @@ def test_export_round_trip_and_no_overwrite(tmp_path, bank_dir, capsys):
     assert "<br>  A) yes<br>" in rows[0][0] and "{" not in rows[5][0]
     capsys.readouterr()
     md.write_text("mine")
-    assert run_cli("quiz", "export", str(md), "--bank", str(bank_dir)) == 1
+    assert run_cli("quiz", "export", str(md), "--bank", str(bank_dir)) == 2
     assert "already exists" in capsys.readouterr().err and md.read_text() == "mine"
     with pytest.raises(FileExistsError):
         export.export_bank(md, "markdown", bank_dir=bank_dir)

@@ -10,6 +10,8 @@ import json
 import math
 from pathlib import Path
 
+from coursekit._paths import check_output_file
+
 RECORD_KEYS = (
     "model", "variant", "device", "batch", "threads", "latency_ms_min", "latency_ms_median", "latency_ms_p90",
     "throughput_per_s", "size_bytes", "accuracy",
@@ -75,10 +77,11 @@ def format_table(records: list[dict], columns=None) -> str:
 
 
 def save_results(path, hardware: dict, records: list[dict], suite: str | None = None) -> Path:
-    """Write ``{"suite", "hardware", "records"}`` as JSON and return the path."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise ValueError(f"json path {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")
+    """Write ``{"suite", "hardware", "records"}`` as JSON and return the path.
+
+    A path that cannot be written (a folder, a missing folder, no permission) raises an ``OSError`` naming it.
+    """
+    path = check_output_file("path", path)
     path.write_text(json.dumps({"suite": suite, "hardware": hardware, "records": records}, indent=2))
     return path
 

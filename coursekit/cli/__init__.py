@@ -6,21 +6,24 @@
     coursekit check NOTEBOOK             autograde one notebook (nbgrader), points per exercise
     coursekit course init DIR            a standard nbgrader course directory
     coursekit drill / coursekit quiz     interview practice
+
+Every command follows one error policy (``coursekit.cli.errors``): exit 2 and one line for a usage error, 1 and one
+line for a runtime failure, 130 for Ctrl-C; a bug shows its traceback. Each command module has
+``add_parser(subparsers)``, which sets ``func`` (taking the parsed arguments, returning an exit status).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from coursekit import __version__
-from coursekit.cli import bench, build, check, course, doctor
-from coursekit.cli.errors import CommandError
+from coursekit.cli import bench, build, check, course, doctor, drill, quiz
+from coursekit.cli.errors import Parser, run_command
 
-COMMANDS = (doctor, bench, build, check, course)
+COMMANDS = (doctor, bench, build, check, course, drill, quiz)
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def make_parser() -> Parser:
+    parser = Parser(
         prog="coursekit",
         description="Hands-on quantization and model compression: the course's command-line tools.",
         epilog="Run `coursekit COMMAND --help` for the options of one command.",
@@ -29,26 +32,17 @@ def make_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.add_parser(subparsers)
-    try:
-        from coursekit.quiz.commands import add_subcommands
-    except ImportError:  # the quiz layer is optional while it is being written
-        pass
-    else:
-        add_subcommands(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command and return its exit status."""
     parser = make_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, CommandError) as exc:
-        print(f"coursekit {args.command}: error: {exc}", file=sys.stderr)
-        return getattr(exc, "code", 2)
-    except KeyboardInterrupt:
-        print(f"coursekit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed by the parser
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    return run_command(f"coursekit {args.command}", args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

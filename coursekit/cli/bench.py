@@ -1,7 +1,11 @@
 """``coursekit bench``: run a benchmark suite on this machine."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from coursekit._paths import check_output_file
 from coursekit.bench import format_table, save_results
+from coursekit.cli.errors import UsageError, int_at_least
 from coursekit.suites import list_suites, run_suite
 
 
@@ -16,11 +20,35 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", metavar="PATH", help="also write the results (and the hardware report) as JSON")
     p.add_argument("--plot", metavar="PNG", help="also save a latency bar chart")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"), help="device to run on (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads, pinned for every variant (default 1)")
-    p.add_argument("--repeats", type=int, help="timed samples per variant (default 30, 10 in fast mode)")
+    p.add_argument("--threads", type=int_at_least(1, example="--threads 1"), default=1,
+                   help="intra-op threads, pinned for every variant (default 1)")
+    p.add_argument("--repeats", type=int_at_least(3, example="--repeats 10"),
+                   help="timed samples per variant at most (default 30, 10 in fast mode; a time budget per "
+                        "variant stops slow ones earlier, after at least 3)")
     p.add_argument("--fast", action="store_true", help="fast mode: smaller data and fewer repeats")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (they also stay off when the output is not a terminal)")
     p.set_defaults(func=run)
+
+
+def plot_formats() -> set[str]:
+    """File extensions matplotlib can save a figure as (png, pdf, svg, ...)."""
+    from matplotlib.figure import Figure
+
+    return set(Figure().canvas.get_supported_filetypes())
+
+
+def check_paths(args) -> None:
+    """Refuse --json / --plot paths that could not be written, before the suite runs for minutes."""
+    if args.json:
+        check_output_file("--json", args.json)
+    if args.plot:
+        suffix = Path(args.plot).suffix.lstrip(".").lower()
+        formats = plot_formats()
+        if suffix not in formats:
+            raise UsageError("--plot", f"{args.plot!r} needs a file extension matplotlib can write "
+                                       f"({', '.join(sorted(formats))}), e.g. latency.png")
+        check_output_file("--plot", args.plot)
 
 
 def run(args) -> int:
@@ -28,6 +56,7 @@ def run(args) -> int:
         for name, description in list_suites().items():
             print(f"{name:12s} {description}")
         return 0
+    check_paths(args)
     result = run_suite(args.suite, device=args.device, threads=args.threads, fast=args.fast or None,
                        progress=not args.quiet, repeats=args.repeats)
     cpu = result["hardware"]["cpu"]

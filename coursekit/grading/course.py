@@ -21,6 +21,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from coursekit._paths import cannot_write
 from coursekit.grading.config import configure
 
 NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
@@ -139,22 +140,32 @@ def init_course(directory, root: Path | None = None) -> list[Path]:
     """Create a standard nbgrader course in ``directory`` from the repository's ``solutions/``.
 
     Refuses to touch an existing non-empty directory, so an instructor's gradebook or students'
-    submissions can never be overwritten.
+    submissions can never be overwritten. A path that cannot be created (a file, an unwritable folder) raises an
+    ``OSError`` whose one-line message names ``DIR``; a folder this call created is removed again on failure.
     """
-    directory = Path(directory)
+    directory = Path(directory).expanduser()
+    unchanged = " (nothing was changed)"
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"DIR {str(directory)!r} is a file; give the name of a new folder{unchanged}")
     if directory.exists() and any(directory.iterdir()):
         raise FileExistsError(
-            f"DIR {str(directory)!r} exists and is not empty; choose a new folder (nothing was changed)"
+            f"DIR {str(directory)!r} exists and is not empty; choose a new folder{unchanged}"
         )
     notebooks = solution_notebooks(root)
     if not notebooks:
         raise FileNotFoundError("no solutions/NN_topic.ipynb notebooks found to put in the course")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "nbgrader_config.py").write_text(CONFIG_TEXT)
-    created = []
-    for nb in notebooks:
-        target = directory / "source" / nb.stem / nb.name
-        target.parent.mkdir(parents=True)
-        shutil.copyfile(nb, target)
-        created.append(target)
+    made = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "nbgrader_config.py").write_text(CONFIG_TEXT)
+        created = []
+        for nb in notebooks:
+            target = directory / "source" / nb.stem / nb.name
+            target.parent.mkdir(parents=True)
+            shutil.copyfile(nb, target)
+            created.append(target)
+    except OSError as exc:
+        if made and directory.is_dir():
+            shutil.rmtree(directory, ignore_errors=True)
+        raise cannot_write("DIR", exc.filename or directory, exc, suffix=unchanged if made else "") from exc
     return created

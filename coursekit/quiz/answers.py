@@ -130,22 +130,35 @@ def _convert_unit(value: float, unit: str | None, expected: str | None) -> float
     raise ParseError(f"unit {unit.strip()!r} does not fit; {hint}")
 
 
+def _combine(a: float, op: str, b: float) -> float:
+    """``a / b`` or ``a ** b`` as a finite real number; ParseError for anything else (never an exception leak)."""
+    try:
+        value = a / b if op == "/" else a ** b
+    except ZeroDivisionError:
+        raise ParseError("division by zero" if op == "/" else "0 to a negative power is undefined") from None
+    except OverflowError:
+        raise ParseError("that number is too large; type a value such as 1e9 or 2^30") from None
+    if isinstance(value, complex):  # (-8) ** 0.5
+        raise ParseError("a negative number to a fractional power is not a real number") from None
+    return value
+
+
 def parse_number(text: str, unit: str | None = None) -> float:
-    """A number with an optional unit, converted to ``unit`` where possible (``"3500 MB"`` -> 3.5 for GB)."""
+    """A number with an optional unit, converted to ``unit`` where possible (``"3500 MB"`` -> 3.5 for GB).
+
+    Anything that is not a finite real number (``"10^400"``, ``"-8^0.5"``, ``"0^-1"``, ``"1e999"``) raises
+    :class:`ParseError`, so a drill asks again.
+    """
     cleaned = text.strip().lower().lstrip("~≈=").strip().replace("−", "-")
     match = _VALUE.match(cleaned.replace("_", ""))
     if not cleaned or not match:
         expected = f" in {unit}" if unit else ""
         raise ParseError(f"{text.strip()!r} is not a number; type a value{expected} such as 3.5 or 1e-3")
-    a = _number(match["a"])
-    if match["op"]:
-        b = _number(match["b"])
-        if match["op"] == "/" and b == 0:
-            raise ParseError("division by zero")
-        a = a / b if match["op"] == "/" else a ** b
-    if not math.isfinite(a):
-        raise ParseError(f"{text.strip()!r} is not a finite number")
-    return _convert_unit(a, match["unit"], unit)
+    operands = [_number(match["a"])] + ([_number(match["b"])] if match["op"] else [])
+    value = _combine(*operands[:1], match["op"], *operands[1:]) if match["op"] else operands[0]
+    if not all(math.isfinite(x) for x in (*operands, value)):
+        raise ParseError(f"{text.strip()!r} is not a finite number; type a value such as 3.5 or 1e-3")
+    return _convert_unit(value, match["unit"], unit)
 
 
 def within_tolerance(value: float, expected: float, tolerance: dict) -> bool:
@@ -185,7 +198,13 @@ def parse_response(question: Question, response):
             raise ParseError("empty answer; write a sentence")
         return text
     if question.type == "numeric" and isinstance(response, (int, float)) and not isinstance(response, bool):
-        return float(response)
+        try:
+            value = float(response)
+        except OverflowError:  # an int beyond float's range
+            raise ParseError("that number is too large") from None
+        if not math.isfinite(value):
+            raise ParseError(f"{response!r} is not a finite number")
+        return value
     if question.type in ("single", "multiple") and isinstance(response, int) and not isinstance(response, bool):
         raise ParseError("give the choice as a letter such as 'B', not a number (numbers are ambiguous)")
     if not isinstance(response, str):
@@ -201,9 +220,9 @@ def _feedback_numeric(question: Question, value: float) -> tuple[bool, str]:
     if within_tolerance(value, question.answer, question.tolerance):
         return True, f"Correct: {expected_text(question)}."
     hint = ""
-    if question.answer and value:
-        ratio = value / question.answer
-        power = round(math.log10(abs(ratio))) if ratio > 0 else 0
+    ratio = value / question.answer if question.answer and value else 0.0
+    if ratio > 0 and math.isfinite(ratio):
+        power = round(math.log10(ratio))
         if power and abs(ratio / 10 ** power - 1) < 0.02:
             hint = f" Your value is off by a factor of 1e{power}: check the unit."
     return False, f"Not quite: you gave {format_number(value)}, the answer is {expected_text(question)}.{hint}"

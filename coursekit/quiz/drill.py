@@ -6,7 +6,8 @@ with a summary. Questions are picked by spaced repetition (:mod:`coursekit.quiz.
 due questions only, weakest topics first. The mock interview (:func:`run_mock`) asks a timed, mixed set
 regardless of due dates and ends with a score report by topic.
 
-Run it as ``coursekit drill ...`` or ``python -m coursekit.quiz.drill ...`` (same flags).
+Run it as ``coursekit drill ...`` or ``python -m coursekit.quiz.drill ...`` (an alias; the flags are parsed by
+``coursekit.cli.drill``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from coursekit._validate import check_positive
 from coursekit.quiz.answers import ParseError, check_answer, expected_text
 from coursekit.quiz.catalog import load_bank, questions
 from coursekit.quiz.formatting import answer_hint, plain_text, tag_line
@@ -207,9 +209,11 @@ def run_mock(minutes: float, *, chapter=None, topic=None, n: int | None = None, 
              inp=None, out=None, bank_dir=None, clock=time.monotonic) -> Summary:
     """A timed mock interview: mixed chapters, no feedback until the end, a score report by topic.
 
-    Ends after ``minutes`` (checked when an answer arrives) or ``n`` questions, whichever comes first.
+    Ends after ``minutes`` (a finite number > 0, checked when an answer arrives) or ``n`` questions, whichever
+    comes first.
     Answers are recorded (mode ``"mock"``) and move the Leitner boxes like drill answers.
     """
+    minutes = check_positive("minutes", minutes)
     inp, out = inp or sys.stdin, out or sys.stdout
     pool = pick_mixed(questions(chapter, topic, directory=bank_dir), n, seed=seed)
     store, owned = _open_store(store, db)
@@ -274,7 +278,8 @@ def print_stats(*, db=None, store=None, chapter=None, out=None, bank_dir=None, t
     return stats
 
 
-if __name__ == "__main__":
-    from coursekit.quiz.commands import drill_main
+if __name__ == "__main__":  # an alias of `coursekit drill`: run the top-level program (the CLI owns the parsing)
+    import runpy
 
-    sys.exit(drill_main())
+    sys.argv = ["coursekit", "drill", *sys.argv[1:]]
+    runpy.run_module("coursekit", run_name="__main__")
