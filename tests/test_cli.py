@@ -15,7 +15,7 @@ SUBCOMMANDS = [["doctor"], ["bench"], ["build"], ["check"], ["course"], ["course
 
 def coursekit(*args, timeout=600, **env):
     return subprocess.run([sys.executable, "-m", "coursekit", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **env})
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **env}, check=False)
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)
@@ -27,7 +27,7 @@ def test_every_subcommand_has_help(command):
 def test_doctor_reports_this_cpu():
     done = coursekit("doctor", "--json")
     report = json.loads(done.stdout)
-    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     assert ("avx512_vnni" in report["cpu"]["isa"]) == (" avx512_vnni" in flags)
     int8 = next(p for p in report["accelerated"] if p["path"] == "CPU INT8")
     assert int8["accelerated"] == bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(report["cpu"]["isa"]))
@@ -85,3 +85,20 @@ def test_course_init_refuses_a_non_empty_folder(tmp_path):
     done = coursekit("course", "init", str(target))
     assert done.returncode == 0 and (target / "source" / "00_measuring" / "00_measuring.ipynb").exists()
     assert "nbgrader generate_assignment" in done.stdout
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path):
+    import signal
+    import time
+
+    db = tmp_path / "p.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "coursekit", "drill", "--db", str(db), "--n", "2"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not db.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the drill is now waiting for the first answer
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines() == ["coursekit drill: interrupted; every answer given so far is saved"]
