@@ -5,6 +5,7 @@
     coursekit build [--check]            regenerate student notebooks from solutions/
     coursekit check NOTEBOOK             autograde one notebook (nbgrader), points per exercise
     coursekit course init DIR            a standard nbgrader course directory
+    coursekit grade COURSE ASSIGNMENT    instructors: sealed grading of a class
     coursekit drill / coursekit quiz     interview practice
 
 Every command follows one error policy (``coursekit.cli.errors``): exit 2 and one line for a usage error, 1 and one
@@ -16,10 +17,10 @@ from __future__ import annotations
 import sys
 
 from coursekit import __version__
-from coursekit.cli import bench, build, check, course, doctor, drill, quiz
+from coursekit.cli import bench, build, check, course, doctor, drill, grade, quiz
 from coursekit.cli.errors import Parser, run_command
 
-COMMANDS = (doctor, bench, build, check, course, drill, quiz)
+COMMANDS = (doctor, bench, build, check, course, grade, drill, quiz)
 
 
 def make_parser() -> Parser:

@@ -35,6 +35,7 @@ import importlib
 import json
 import math
 import os
+import types
 from collections.abc import Callable, Iterator, Sequence
 
 SEAL_ENV = "COURSEKIT_SEAL"
@@ -125,22 +126,36 @@ def sealed_test(probe: Callable[[], object], check: Callable[[object], object], 
 def forbid(*dotted_names: str, exercise: str = "this exercise") -> Iterator[None]:
     """Inside a probe: make library functions raise while the learner's function runs, so that delegating to the
     reference implementation (the thing the exercise asks to write) is caught. ``"coursekit.quant.quantize"``."""
-    saved = []
+    saved, swapped = [], []
     for dotted in dotted_names:
         module_name, _, attr = dotted.rpartition(".")
         module = importlib.import_module(module_name)
         original = getattr(module, attr)
+        message = f"{exercise} asks you to write this yourself: calling {dotted} is not allowed here"
 
-        def refuse(*args, _name=dotted, **kwargs):
-            raise AssertionError(f"{exercise} asks you to write this yourself: calling {_name} is not allowed here")
+        def refuse(*args, _message=message, **kwargs):
+            raise AssertionError(_message)
 
         saved.append((module, attr, original))
         setattr(module, attr, refuse)
+        # A learner who imported the function by name (`from m import f`) holds the function object itself:
+        # swap its code too (Python functions without a closure), so every reference refuses.
+        if isinstance(original, types.FunctionType) and original.__closure__ is None:
+            swapped.append((original, original.__code__))
+            original.__code__ = _refusing_code(message)
     try:
         yield
     finally:
+        for function, code in reversed(swapped):
+            function.__code__ = code
         for module, attr, original in reversed(saved):
             setattr(module, attr, original)
+
+
+def _refusing_code(message: str) -> types.CodeType:
+    """The code of ``def f(*args, **kwargs): raise AssertionError(message)``, with no globals or closure."""
+    module = compile(f"def refuse(*args, **kwargs):\n    raise AssertionError({message!r})\n", "<forbid>", "exec")
+    return next(c for c in module.co_consts if isinstance(c, types.CodeType))
 
 
 def _flatten(value) -> list:
