@@ -1,11 +1,11 @@
-"""The grading pipeline on a tiny fixture chapter: authoring, build, check robustness, instructor workflow.
+"""The grading pipeline on a tiny fixture chapter: authoring, build, and the instructor workflow (plain nbgrader,
+then ``coursekit grade`` over the same course). The sealed engine's attacks and repairs are in test_sealed.py.
 
-Every score here comes from a real nbgrader autograde (the reference), never from our own parsing.
+Scores are checked against the fixture's points and the answers typed in (hand-computed), and nbgrader's own
+``export`` reads back what ``coursekit grade --write-gradebook`` stored.
 """
 import csv
-import hashlib
 import html
-import json
 import os
 import re
 import shutil
@@ -16,7 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit.grading import SourceError, build, check_notebook, compile_source, init_course, parse_source
+from coursekit.cli import main
+from coursekit.grading import SourceError, build, compile_source, init_course, parse_source
+from coursekit.grading.classgrade import CSV_NAME
 
 FIXTURE = Path(__file__).parent / "fixtures" / "99_demo.py"
 pytestmark = pytest.mark.slow
@@ -30,10 +32,6 @@ def course_repo(tmp_path_factory):
     shutil.copy(FIXTURE, root / "solutions" / "src" / FIXTURE.name)
     build(root)
     return root
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- authoring -------------------------------------------------------------------------------------------
@@ -68,7 +66,8 @@ def test_bad_sources_are_rejected_with_the_cell(text, message):
 def test_student_notebook_has_stubs_and_no_hidden_tests(course_repo):
     text = (course_repo / "notebooks" / "99_demo.ipynb").read_text()
     assert "raise NotImplementedError()" in text
-    assert "double(-3)" not in text and "BEGIN SOLUTION" not in text and "return 2 * x" not in text
+    assert "SEALED-FIXTURE-7391" not in text and "sealed_test" not in text
+    assert "BEGIN SOLUTION" not in text and "return 2 * x" not in text
     assert build(course_repo, check=True) == []
 
 
@@ -77,103 +76,13 @@ def test_rebuild_keeps_a_backup_of_learner_work(course_repo, tmp_path):
     shutil.copytree(course_repo, root)
     student = root / "notebooks" / "99_demo.ipynb"
     nb = nbformat.read(student, as_version=4)
-    nb.cells[2].source = "def double(x):\n    return x + x  # my answer"
+    next(c for c in nb.cells if c.id == "ex1_double").source = "def double(x):\n    return x + x  # my answer"
     nbformat.write(nb, student)
     (root / "solutions" / "src" / "99_demo.py").write_text(FIXTURE.read_text() + "\n# %% [markdown]\n# A new closing note.\n")
     written = build(root)
     backups = [item.backup for item in written if item.backup]
     assert len(backups) == 1 and "my answer" in backups[0].read_text()
     assert "A new closing note" in student.read_text()
-
-
-# --- check -----------------------------------------------------------------------------------------------
-
-def solved_copy(course_repo, tmp_path, edit=None) -> Path:
-    """The student notebook with correct answers typed in (as a learner would), optionally edited further."""
-    nb = nbformat.read(course_repo / "notebooks" / "99_demo.ipynb", as_version=4)
-    answers = {"ex1_double": "def double(x):\n    return 2 * x", "ex2_half": "def half(x):\n    return x / 2"}
-    for cell in nb.cells:
-        if cell.id in answers:
-            cell.source = answers[cell.id]
-    if edit:
-        edit(nb)
-    path = tmp_path / "99_demo.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
-def test_solution_full_marks_blank_zero_and_files_untouched(course_repo):
-    for name, expected in (("solutions", 3), ("notebooks", 0)):
-        path = course_repo / name / "99_demo.ipynb"
-        before = digest(path)
-        result = check_notebook(path, root=course_repo)
-        assert (result.score, result.max_score) == (expected, 3)
-        assert digest(path) == before
-    assert result.exercises[0].error.startswith("NotImplementedError")
-    assert "not answered yet" in result.exercises[0].hint
-
-
-def test_learner_answers_graded_with_hidden_tests(course_repo, tmp_path):
-    def wrong_for_negatives(nb):
-        nb.cells[2].source = "def double(x):\n    return 2 * abs(x)"  # passes the visible test only
-
-    path = solved_copy(course_repo, tmp_path, wrong_for_negatives)
-    result = check_notebook(path, root=course_repo)
-    scores = {e.grade_id: e.score for e in result.exercises}
-    assert scores == {"ex1_double_tests": 0, "ex2_half_tests": 1}
-    assert result.exercises[0].error.startswith("AssertionError")
-
-
-def test_check_survives_duplicated_cells_edited_locked_cells_and_stderr(course_repo, tmp_path):
-    def mess_up(nb):
-        copy = nbformat.from_dict(json.loads(json.dumps(nb.cells[2])))  # a pasted duplicate of a graded cell
-        copy.id = "pasted"
-        nb.cells.insert(3, copy)
-        tests = next(c for c in nb.cells if c.id == "ex1_double_tests")
-        tests.source = "pass  # the learner 'fixed' the test"
-        nb.cells[2].source += "\nimport sys; print('UserWarning: noisy', file=sys.stderr)"
-        nb.metadata["kernelspec"]["name"] = "my-env"
-
-    path = solved_copy(course_repo, tmp_path, mess_up)
-    result = check_notebook(path, root=course_repo)
-    assert (result.score, result.max_score) == (3, 3)
-
-
-def test_edited_locked_test_cannot_rescue_a_wrong_answer(course_repo, tmp_path):
-    def cheat(nb):
-        nb.cells[2].source = "def double(x):\n    return 0"
-        next(c for c in nb.cells if c.id == "ex1_double_tests").source = "pass"
-
-    result = check_notebook(solved_copy(course_repo, tmp_path, cheat), root=course_repo)
-    assert result.score == 1  # only ex2: the original test was restored from the gradebook
-
-
-def test_deleted_cells_are_restored_and_graded_instead_of_crashing(course_repo, tmp_path):
-    def delete_test(nb):
-        nb.cells = [c for c in nb.cells if c.id != "ex2_half_tests"]
-
-    result = check_notebook(solved_copy(course_repo, tmp_path, delete_test), root=course_repo)
-    assert (result.score, result.max_score) == (3, 3)  # the test cell comes back from the gradebook
-
-    def delete_answer(nb):
-        nb.cells = [c for c in nb.cells if c.id != "ex2_half"]
-
-    result = check_notebook(solved_copy(course_repo, tmp_path, delete_answer), root=course_repo)
-    assert {e.grade_id: e.score for e in result.exercises} == {"ex1_double_tests": 2, "ex2_half_tests": 0}
-
-
-def test_bad_notebook_paths_give_clear_errors(course_repo, tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        check_notebook(tmp_path / "99_demo.ipynb", root=course_repo)
-    other = tmp_path / "42_unknown.ipynb"
-    other.write_text("{}")
-    with pytest.raises(ValueError, match="not a course notebook; known chapters: 99_demo"):
-        check_notebook(other, root=course_repo)
-    broken = tmp_path / "sub" / "99_demo.ipynb"
-    broken.parent.mkdir()
-    broken.write_text('{"cells": [')
-    with pytest.raises(ValueError, match="not a readable notebook"):
-        check_notebook(broken, root=course_repo)
 
 
 # --- instructor workflow ---------------------------------------------------------------------------------
@@ -187,7 +96,20 @@ def test_course_init_refuses_to_overwrite(course_repo, tmp_path):
         init_course(target, root=course_repo)
 
 
-def test_plain_nbgrader_commands_work_on_an_initialised_course(course_repo, tmp_path):
+WRONG_WITH_ATTACK = """import pathlib, sqlite3, torch
+torch.allclose = lambda *a, **k: True
+def double(x):
+    return x + 2
+db = pathlib.Path({db!r})
+if db.exists():  # rewrite the gradebook from inside the kernel: every cell worth 0, every score 99
+    con = sqlite3.connect(db)
+    con.execute("UPDATE grade_cells SET max_score = 0")
+    con.execute("UPDATE grade SET auto_score = 99, extra_credit = 99")
+    con.commit()
+"""
+
+
+def test_plain_nbgrader_then_coursekit_grade_on_an_initialised_course(course_repo, tmp_path, capsys):
     course = tmp_path / "course"
     init_course(course, root=course_repo)
     bin_dir = Path(sys.executable).parent
@@ -195,21 +117,76 @@ def test_plain_nbgrader_commands_work_on_an_initialised_course(course_repo, tmp_
 
     def nbgrader(*args):
         done = subprocess.run([str(bin_dir / "nbgrader"), *args], cwd=course, env=env, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
 
+    def submit(student, notebook, edit=None, name="99_demo.ipynb"):
+        nb = nbformat.read(notebook, as_version=4)
+        if edit:
+            edit(nb)
+        folder = course / "submitted" / student / "99_demo"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / name)
+
+    def attack(nb):
+        answer = next(c for c in nb.cells if c.get("id") == "ex1_double")
+        answer.source = WRONG_WITH_ATTACK.format(db=str(course / "gradebook.db"))
+
+    def exported():
+        nbgrader("export")
+        with open(course / "grades.csv", newline="") as f:
+            return {r["student_id"]: (float(r["score"]), float(r["max_score"])) for r in csv.DictReader(f)}
+
     nbgrader("generate_assignment", "99_demo", "--force")
-    student_dir = course / "submitted" / "alice" / "99_demo"
-    student_dir.mkdir(parents=True)
-    shutil.copy(course / "release" / "99_demo" / "99_demo.ipynb", student_dir)
-    (course / "submitted" / "bob" / "99_demo").mkdir(parents=True)
-    shutil.copy(course_repo / "solutions" / "99_demo.ipynb", course / "submitted" / "bob" / "99_demo")
+    release = course / "release" / "99_demo" / "99_demo.ipynb"
+    submit("alice", release)
+    submit("bob", course_repo / "solutions" / "99_demo.ipynb")
+    submit("carol", release, attack)
     nbgrader("autograde", "99_demo")
     nbgrader("generate_feedback", "99_demo")
-    nbgrader("export")
-    with open(course / "grades.csv", newline="") as f:
-        scores = {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(f)}
-    assert scores == {"alice": (0.0, 3.0), "bob": (3.0, 3.0)}
     page = (course / "feedback" / "bob" / "99_demo" / "99_demo.html").read_text()
     feedback = html.unescape(re.sub(r"<[^>]+>", "", page))  # the code as a reader sees it
-    assert "double(2) == 4" in feedback and "double(-3)" not in feedback  # hidden tests stay hidden
+    assert "double(2)" in feedback and "SEALED-FIXTURE-7391" not in feedback  # hidden tests stay hidden
+    # plain nbgrader is fooled: carol's cell rewrote the gradebook (every maximum 0, scores of 99 + 99)
+    plain = exported()
+    assert {student: total for student, (_, total) in plain.items()} == {"alice": 0.0, "bob": 0.0, "carol": 0.0}
+    assert plain["alice"][0] == 990.0
+
+    submit("dave", release, name="my_copy.ipynb")  # a submission under the wrong file name
+    code = main(["grade", str(course), "99_demo", "--jobs", "2", "--write-gradebook"])
+    out = capsys.readouterr().out
+    assert code == 0 and "graded 4 submission(s)" in out
+    assert exported() == {"alice": (0.0, 10.0), "bob": (10.0, 10.0), "carol": (0.0, 10.0), "dave": (0.0, 10.0)}
+
+    with open(course / CSV_NAME, newline="") as f:
+        rows = list(csv.DictReader(f))
+    totals = {r["student"]: (float(r["score"]), float(r["max"])) for r in rows if r["exercise"] == "(total)"}
+    assert totals == {"alice": (0, 10), "bob": (10, 10), "carol": (0, 10), "dave": (0, 10)}
+    carol = next(r for r in rows if r["student"] == "carol" and r["exercise"] == "(total)")
+    assert "assigns to torch.allclose" in carol["flags"] and "sqlite3" in carol["flags"]
+    dave = next(r for r in rows if r["student"] == "dave" and r["exercise"] == "ex1_double_tests")
+    assert dave["message"] == "no 99_demo.ipynb in the submission (found my_copy.ipynb: rename the notebook to 99_demo.ipynb)"
+    for student in ("alice", "bob", "carol", "dave"):
+        page = (course / "feedback_sealed" / student / "99_demo" / "99_demo.html").read_text()
+        text = html.unescape(page)
+        for hidden in ("BEGIN HIDDEN TESTS", "SEALED-FIXTURE-7391", "def _check", "flag"):
+            assert hidden not in text
+    alice = html.unescape((course / "feedback_sealed" / "alice" / "99_demo" / "99_demo.html").read_text())
+    assert "0 / 10" in alice and "NotImplementedError" in alice and "not answered yet" in alice
+
+    # grading one student again keeps the others' rows
+    assert main(["grade", str(course), "99_demo", "--student", "bob"]) == 0
+    with open(course / CSV_NAME, newline="") as f:
+        assert {r["student"] for r in csv.DictReader(f)} == {"alice", "bob", "carol", "dave"}
+
+
+def test_grade_command_rejects_bad_arguments_in_one_line(course_repo, tmp_path, capsys):
+    course = tmp_path / "course"
+    init_course(course, root=course_repo)
+    for args, message in ((["grade", str(tmp_path / "nope"), "99_demo"], "is not a directory"),
+                          (["grade", str(course), "42_unknown"], "assignments in this course: 99_demo"),
+                          (["grade", str(course), "99_demo"], "no submissions"),
+                          (["grade", str(course), "99_demo", "--jobs", "0"], "--jobs")):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import html
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,14 +73,22 @@ def _grade_one(path: Path, key: Key, timeout: float) -> CheckResult:
         return _failed(path, key, str(exc))
 
 
-def write_csv(course: Path, assignment: str, grades: list[StudentGrade]) -> Path:
-    """Write the rows of ``grades`` into ``sealed_grades.csv``, keeping rows of other students/assignments."""
+def read_csv(course: Path) -> list[dict]:
+    """The rows of ``sealed_grades.csv`` (none if there is no such file yet)."""
+    path = course / CSV_NAME
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if set(CSV_FIELDS) <= set(r)]
+
+
+def write_csv(course: Path, assignment: str, grades: list[StudentGrade], previous: list[dict] | None = None) -> Path:
+    """Write the rows of ``grades`` into ``sealed_grades.csv``, keeping the ``previous`` rows (read before grading
+    started, so nothing a graded notebook wrote into the file survives) of other students and assignments."""
     path = course / CSV_NAME
     graded = {g.student for g in grades}
-    rows = []
-    if path.exists():
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f) if not (r["assignment"] == assignment and r["student"] in graded)]
+    rows = [r for r in (read_csv(course) if previous is None else previous)
+            if not (r["assignment"] == assignment and r["student"] in graded)]
     for g in grades:
         r = g.result
         flags = " | ".join(r.flags)
@@ -131,7 +140,8 @@ def write_gradebook(course: Path, assignment: str, key: Key, grades: list[Studen
     db = course / "gradebook.db"
     if not db.exists():
         raise FileNotFoundError(f"{db} does not exist: run `nbgrader generate_assignment {assignment}` in {course} first")
-    with Gradebook(f"sqlite:///{db}", course_id=COURSE_ID) as gb:
+    with Gradebook(f"sqlite:///{db}", course_id=COURSE_ID) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy chatter from inside nbgrader's add_submission
         try:
             gb.find_assignment(assignment)
         except MissingEntry:
@@ -171,6 +181,7 @@ def grade_course(course_dir, assignment: str, students: list[str] | None = None,
                                 f"{', '.join(known) or 'none'}")
     key = load_key(source)
     submissions = _submissions(course, assignment, students)
+    previous = read_csv(course)
     lock = threading.Lock()
 
     def one(student: str) -> StudentGrade:
@@ -188,12 +199,12 @@ def grade_course(course_dir, assignment: str, students: list[str] | None = None,
         kernels.kill_all_kernels()
         raise
     pool.shutdown()
-    write_csv(course, assignment, grades)
+    write_csv(course, assignment, grades, previous)
     write_feedback(course, assignment, grades)
     if gradebook:
         write_gradebook(course, assignment, key, grades)
     return grades
 
 
-__all__ = ["CSV_NAME", "StudentGrade", "feedback_html", "grade_course", "write_csv", "write_feedback",
+__all__ = ["CSV_NAME", "StudentGrade", "feedback_html", "grade_course", "read_csv", "write_csv", "write_feedback",
            "write_gradebook"]
