@@ -160,6 +160,8 @@ expect_close(list(my_qparams(0.5, 2.0, 8)), [2 / 255, -128], what="my_qparams(0.
 # S = 255/255 = 1 and min/S = -2.5, a tie: half to even gives -2, so Z = -128 + 2
 expect_close(list(my_qparams(-2.5, 252.5, 8)), [1.0, -126], what="my_qparams(-2.5, 252.5, 8)",
              wrong={"rounded half away from zero: round(-2.5) is -2 (half to even), not -3": [1.0, -125]})
+expect_close(list(my_qparams(-3.5, 251.5, 8)), [1.0, -124], what="my_qparams(-3.5, 251.5, 8)",
+             wrong={"floor(x + 0.5) rounds the tie -3.5 up to -3; half to even gives -4": [1.0, -125]})
 expect_close(list(my_qparams(0.0, 0.0, 8)), [float(torch.finfo(torch.float32).eps), -128],
              what="my_qparams(0.0, 0.0, 8) (an all-zero range: the scale is floored at float32 eps)")
 ### BEGIN HIDDEN TESTS
@@ -324,17 +326,17 @@ def _check(out):
     from coursekit.quant import dequantize, quantize
 
     expect_equal(out["dtype"], "torch.int64", what="the dtype of my_quantize's codes")
-    want = [quantize(x, s, 0, -128, 127, rounding="onnx").tolist() for s, x in _division_cases()]
-    recip = [quantize(x, s, 0, -128, 127, rounding="torch").tolist() for s, x in _division_cases()]
-    expect_equal(out["division"], want, what="my_quantize on values where x / S and x * (1/S) round differently",
-                 wrong={"x * (1/scale) (PyTorch's reciprocal rounding) instead of the division x / scale that ONNX "
-                        "QuantizeLinear specifies": recip})
     h = _halves() / 0.5
     expect_equal(out["halves"], torch.round(h).tolist(), what="my_quantize on exact .5 ties",
                  wrong={"ties rounded half away from zero; torch.round rounds half to even":
                         (torch.sign(h) * torch.floor(h.abs() + 0.5)).tolist(),
                         "floor(x / S + 0.5) rounds ties up; torch.round rounds half to even":
                         torch.floor(h + 0.5).tolist()})
+    want = [quantize(x, s, 0, -128, 127, rounding="onnx").tolist() for s, x in _division_cases()]
+    recip = [quantize(x, s, 0, -128, 127, rounding="torch").tolist() for s, x in _division_cases()]
+    expect_equal(out["division"], want, what="my_quantize on values where x / S and x * (1/S) round differently",
+                 wrong={"x * (1/scale) (PyTorch's reciprocal rounding) instead of the division x / scale that ONNX "
+                        "QuantizeLinear specifies": recip})
     cases = _random_cases()
     expect_equal(out["random"], [quantize(x, s, z, lo, hi, rounding="onnx").tolist() for x, s, z, lo, hi in cases],
                  what="my_quantize on hidden tensors (int8, uint8, int4, uint2 ranges)",
@@ -453,6 +455,21 @@ FORBIDDEN = ("coursekit.quant.quantize", "coursekit.quant.primitives.quantize", 
              "coursekit.quant.primitives.calc_qparams", "coursekit.quant.fake_quantize", "torch.quantize_per_channel")
 
 
+def _reciprocal_rows():
+    """Rows whose values round differently with w / S and w * (1 / S), S = max|w| / 127: searched, deterministic."""
+    gen = torch.Generator().manual_seed(44)
+    rows = []
+    for amax in (torch.rand(200, generator=gen) + 0.5).tolist():
+        amax = torch.tensor(amax)
+        x = (torch.arange(-126, 126, dtype=torch.float32) + 0.5) * (amax / 127)
+        differ = x[torch.round(x / (amax / 127)) != torch.round(x * (1 / (amax / 127)))][:47]
+        if len(differ):
+            rows.append(torch.cat([amax.reshape(1), differ, torch.zeros(47 - len(differ))]))
+        if len(rows) == 8:
+            return torch.stack(rows)
+    raise AssertionError("the search for differing roundings found too few rows")
+
+
 def _weights():
     gen = torch.Generator().manual_seed(4)
     out = []
@@ -460,7 +477,7 @@ def _weights():
         w = torch.randn(32, 48, generator=gen) * torch.logspace(-3, 0, 32)[:, None]
         w[5] = 0.0
         out.append((bits, w))
-    return out
+    return out + [(8, _reciprocal_rows())]
 
 
 def _probe():
@@ -472,7 +489,7 @@ def _probe():
 def _check(out):
     from coursekit.quant import calc_qparams, quantize
 
-    want_q, want_s, tensor_s, torch_s, tensor_q = [], [], [], [], []
+    want_q, want_s, tensor_s, torch_s, tensor_q, recip_q, zero_s = [], [], [], [], [], [], []
     for bits, w in _weights():
         qmax = 2 ** (bits - 1) - 1
         amax = w.abs().amax(1)
@@ -483,13 +500,18 @@ def _check(out):
         tensor_s.append([float(t)] * w.shape[0])
         tensor_q.append(torch.clamp(torch.round(w / t), -qmax, qmax).tolist())
         torch_s.append(torch.where(amax > 0, amax / (qmax + 0.5), torch.ones_like(amax)).tolist())
+        zero_s.append((amax / qmax).tolist())
+        recip_q.append(torch.clamp(torch.round(w * (1 / s)[:, None]), -qmax, qmax).tolist())
     expect_equal(out["dtype"], "torch.int64", what="the dtype of the codes")
     expect_close(out["scale"], want_s, what="per-channel scales on hidden weights (8, 4 and 3 bits, row 5 all zero)",
                  rtol=1e-6, wrong={"one scale for the whole tensor instead of one per output channel (row)": tensor_s,
                                    "PyTorch's symmetric scale max|w| / (2^(b-1) - 0.5) instead of ONNX's "
-                                   "max|w| / (2^(b-1) - 1)": torch_s})
+                                   "max|w| / (2^(b-1) - 1)": torch_s,
+                                   "a row of zeros got scale 0 (its codes are then 0/0 = NaN): ORT gives it 1.0":
+                                   zero_s})
     expect_equal(out["q"], want_q, what="per-channel codes on hidden weights",
-                 wrong={"one scale for the whole tensor instead of one per output channel (row)": tensor_q})
+                 wrong={"one scale for the whole tensor instead of one per output channel (row)": tensor_q,
+                        "w * (1/S) instead of the division w / S (exercise 2's ONNX rounding)": recip_q})
 
 
 sealed_test(_probe, _check)
@@ -571,7 +593,11 @@ def percentile_range(x, pct):
 # 0, 1, ..., 100: the 1st percentile is 1 and the 99th is 99
 expect_close(list(percentile_range(torch.arange(101.0), 99.0)), [1.0, 99.0], what="percentile_range(0..100, 99)",
              wrong={"cut (100 - pct) / 2 from each tail; the exercise cuts (100 - pct) from each": [0.5, 99.5],
-                    "pct passed as a fraction (np.percentile takes percent, 0..100)": [0.01, 0.99]})
+                    "pct passed as a fraction (np.percentile takes percent, 0..100)": [0.01, 0.99],
+                    "percentiles of |x| made symmetric: use the signed values": [-99.0, 99.0]})
+# 0, 1, ..., 9: the 15th percentile lies between 1 and 2 (linear interpolation: 1.35)
+expect_close(list(percentile_range(torch.arange(10.0), 85.0)), [1.35, 7.65], what="percentile_range(0..9, 85)",
+             wrong={"nearest rank instead of linear interpolation": [1.0, 8.0]})
 expect_close(list(percentile_range(torch.tensor([-2.0, 5.0, 1.0]), 100)), [-2.0, 5.0],
              what="percentile_range([-2, 5, 1], 100) (the min/max range)",
              wrong={"percentiles of |x| made symmetric: use the signed values": [-5.0, 5.0]})
@@ -678,8 +704,8 @@ with torch.no_grad():
     g, b, mu, var = bn.weight, bn.bias, bn.running_mean, bn.running_var
     expect_close(fused(xb).tolist(), bn(conv(xb)).tolist(), what="fold_bn(conv, bn)(x) vs bn(conv(x))",
                  rtol=1e-4, atol=1e-5, wrong={
-                     "divided by var instead of sqrt(var + eps)":
-                     (F.conv2d(xb, conv.weight, padding=2) - mu[:, None, None]).mul((g / var)[:, None, None])
+                     "divided by var + eps instead of sqrt(var + eps)":
+                     (F.conv2d(xb, conv.weight, padding=2) - mu[:, None, None]).mul((g / (var + bn.eps))[:, None, None])
                      .add(b[:, None, None]).tolist(),
                      "forgot beta (bn.bias) in the folded bias":
                      (bn(conv(xb)) - b[:, None, None]).tolist()})
@@ -744,7 +770,8 @@ def _check(out):
         with torch.no_grad():
             want = fuse_conv_bn_eval(conv, bn)(x).tolist()
             k = g / torch.sqrt(var + eps)
-            wrong = {"divided by var instead of sqrt(var + eps)": folded(g / var, (b0 - mu) * g / var + beta),
+            wrong = {"divided by var + eps instead of sqrt(var + eps)":
+                         folded(g / (var + eps), (b0 - mu) * g / (var + eps) + beta),
                      "sqrt(var) without eps (bn.eps is 0.1 in one hidden case)":
                          folded(g / var.sqrt(), (b0 - mu) * g / var.sqrt() + beta),
                      "forgot the convolution's own bias b in b' = (b - mean) * factor + beta":
@@ -827,13 +854,13 @@ def my_integer_linear(x_q, x_zp, w_q, bias_q, m0, shift, out_zp, qmin=-128, qmax
     ### END SOLUTION
 
 # %% tests="ex6_integer_tests" points=4
-# one output: acc = (5 - 1) * 3 + (2 - 1) * (-2) + 10 = 20; M = 0.25 = 2^30 * 2^-31 * 2^-1 -> 5; + zp 2 = 7
+# one output: acc = (5 - 1) * 3 + (2 - 1) * (-2) + 10 = 20; M = 0.5 = 2^30 * 2^-31 * 2^0 -> 10; + zp 2 = 12
 out = my_integer_linear(torch.tensor([[5, 2]]), 1, torch.tensor([[3, -2]]), torch.tensor([10], dtype=torch.int32),
-                        torch.tensor(2**30), torch.tensor(1), 2)
+                        torch.tensor(2**30), torch.tensor(0), 2)
 expect_equal(str(out.dtype), "torch.int64", what="the dtype of my_integer_linear's output")
-expect_equal(out.tolist(), [[7]], what="my_integer_linear on the worked example",
-             wrong={"forgot to subtract the input zero point x_zp": [[8]], "forgot the bias": [[5]],
-                    "forgot to add the output zero point": [[5]]})
+expect_equal(out.tolist(), [[12]], what="my_integer_linear on the worked example",
+             wrong={"forgot to subtract the input zero point x_zp (acc = 21)": [[13]],
+                    "forgot the bias (acc = 10)": [[7]], "forgot to add the output zero point": [[10]]})
 # acc = 2 and M = 0.25: 0.5 is a tie, which the rounding shift sends up (1); round-half-even in float gives 0
 out = my_integer_linear(torch.tensor([[2]]), 0, torch.tensor([[1]]), torch.tensor([0], dtype=torch.int32),
                         torch.tensor(2**30), torch.tensor(1), 0)
@@ -885,7 +912,7 @@ def _probe():
 def _check(out):
     from coursekit.quant import integer_linear
 
-    want, trunc, floating, int32, no_clamp = [], [], [], [], []
+    want, trunc, floating, int32, no_clamp, no_xzp, no_bias, no_ozp = [], [], [], [], [], [], [], []
     for x_q, x_zp, w_q, bias_q, m0, shift, out_zp, qmin, qmax in _cases():
         want.append(integer_linear(x_q, x_zp, w_q, bias_q, m0, shift, out_zp, qmin, qmax).tolist())
         acc = (x_q.to(torch.int64) - x_zp) @ w_q.to(torch.int64).T + bias_q.to(torch.int64)
@@ -898,13 +925,18 @@ def _check(out):
         int32.append(torch.clamp(torch.bitwise_right_shift(wrapped.to(torch.int64) + half, total) + out_zp,
                                  qmin, qmax).tolist())
         no_clamp.append((torch.bitwise_right_shift(acc * m0 + half, total) + out_zp).tolist())
+        no_xzp.append(integer_linear(x_q, 0, w_q, bias_q, m0, shift, out_zp, qmin, qmax).tolist())
+        no_bias.append(integer_linear(x_q, x_zp, w_q, None, m0, shift, out_zp, qmin, qmax).tolist())
+        no_ozp.append(integer_linear(x_q, x_zp, w_q, bias_q, m0, shift, 0, qmin, qmax).tolist())
     expect_equal(out, want, what="my_integer_linear on hidden layers (per tensor and per channel, large "
                                  "accumulators, a 4-bit output range, exact ties)",
                  wrong={"the shift truncates: add 2**(total - 1) before shifting right (round, ties up)": trunc,
                         "requantized in float (round(acc * M)): integer hardware uses the fixed-point m0 and a "
                         "rounding shift": floating,
                         "acc * m0 formed in int32 overflows: form the product in int64": int32,
-                        "no clamp to [qmin, qmax] after adding the output zero point": no_clamp})
+                        "no clamp to [qmin, qmax] after adding the output zero point": no_clamp,
+                        "forgot to subtract the input zero point x_zp": no_xzp, "forgot the int32 bias": no_bias,
+                        "forgot to add the output zero point out_zp": no_ozp})
 
 
 sealed_test(_probe, _check)
@@ -1103,7 +1135,7 @@ from coursekit.grading.sealed import forbid, partial, sealed_test  # noqa: F811 
 # the pooling done in float or skipped, pooling before the ReLU's clamp, the input rounded with x * (1/S); accuracy
 # more than 1 point below FP32 (e.g. 4-bit codes or no bias); delegating to coursekit's integer path (IntegerNet,
 # to_integer, integer_linear, requantize, quantize, calc_qparams, fold_batchnorm(s): forbidden in the probe)
-FORBIDDEN = ("coursekit.quant.integer_net.IntegerNet", "coursekit.quant.to_integer", "coursekit.quant.integer.to_integer",
+FORBIDDEN = ("coursekit.quant.to_integer", "coursekit.quant.integer.to_integer",
              "coursekit.quant.integer_linear", "coursekit.quant.integer.integer_linear", "coursekit.quant.requantize",
              "coursekit.quant.integer.requantize", "coursekit.quant.IntegerConv2d", "coursekit.quant.IntegerLinear",
              "coursekit.quant.quantize", "coursekit.quant.primitives.quantize", "coursekit.quant.calc_qparams",
@@ -1163,12 +1195,35 @@ def _attempt(fn):
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+class _refuse_methods:
+    """Also refuse the integer classes' methods: a learner may hold the library's objects under other names (the
+    notebook's own IntegerNet and int_net), which forbid's module attributes do not reach."""
+
+    def __enter__(self):
+        from coursekit.quant import integer, integer_net
+
+        self.saved = [(cls, name, cls.__dict__[name]) for cls, names in
+                      ((integer_net.IntegerNet, ("from_float", "forward_int", "forward", "params", "quantize_input")),
+                       (integer._IntegerLayer, ("forward_int", "forward", "quantize_input"))) for name in names]
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("Exercise 7 asks you to compose your own functions: coursekit's integer path "
+                                 "(IntegerNet, integer layers) is not allowed here")
+
+        for cls, name, _ in self.saved:
+            setattr(cls, name, refuse)
+
+    def __exit__(self, *exc):
+        for cls, name, original in self.saved:
+            setattr(cls, name, original)
+
+
 def _probe():
     model = _model()
     x_cal, x_test, _ = _data()
     ref_params = _reference_params(model, x_cal)
     out = {}
-    with forbid(*FORBIDDEN, exercise="Exercise 7"):
+    with forbid(*FORBIDDEN, exercise="Exercise 7"), _refuse_methods():
         out["conv"] = _attempt(lambda: [my_integer_conv2d(*args, padding=pad) for args, pad in _conv_cases()])
         out["given"] = _attempt(lambda: int8_lenet(ref_params, x_test))
         params = _attempt(lambda: build_int8_lenet(model, [x_cal]))
