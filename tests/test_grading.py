@@ -190,3 +190,11 @@ def test_grade_command_rejects_bad_arguments_in_one_line(course_repo, tmp_path, 
         assert main(args) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_build_rejects_a_tests_cell_without_a_sealed_test():
+    unsealed = FIXTURE.read_text().replace("sealed_test(_probe, _check)\n### END HIDDEN TESTS\nprint(\"Exercise 1",
+                                           "### END HIDDEN TESTS\nprint(\"Exercise 1")
+    assert unsealed != FIXTURE.read_text()
+    with pytest.raises(SourceError, match="'ex1_double_tests': the hidden tests must call sealed_test"):
+        compile_source(unsealed, "99_demo.py")

@@ -93,7 +93,8 @@ def _nbgrader_metadata(cell: dict) -> dict | None:
 
 
 def compile_source(text: str, name: str = "<source>") -> nbformat.NotebookNode:
-    """Build the instructor (nbgrader source) notebook from a chapter source."""
+    """Build the instructor (nbgrader source) notebook from a chapter source; every tests cell must be sealed
+    (one hidden section calling ``sealed_test`` once, runnable in the grader's process), else SourceError."""
     nb = nbformat.v4.new_notebook(metadata=_NOTEBOOK_METADATA)
     for index, cell in enumerate(parse_source(text, name)):
         cell_id = cell["id"] or f"c{index:03d}"
@@ -105,7 +106,18 @@ def compile_source(text: str, name: str = "<source>") -> nbformat.NotebookNode:
         if metadata:
             nb_cell.metadata["nbgrader"] = metadata
         nb.cells.append(nb_cell)
+    _validate_sealed(nb, name)
     return nb
+
+
+def _validate_sealed(nb: nbformat.NotebookNode, name: str) -> None:
+    """Every tests cell must hold a sealed test that runs in the grader (``key.validate``)."""
+    from coursekit.grading.key import SealedError, validate
+
+    try:
+        validate(nb, name)
+    except SealedError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def compile_file(path) -> nbformat.NotebookNode:

@@ -174,6 +174,7 @@ async def _execute(repaired: Repaired, key: Key, found_checks: dict, timeout: fl
                    token: str) -> tuple[list[ExerciseScore], list[str], list[str]]:
     scores: list[ExerciseScore] = []
     cell_errors: list[str] = []
+    answer_errors: dict[str, str] = {}
     outcome = _Outcome()
     async with kernels.Kernel(env, cwd) as k:
         for step in repaired.steps:
@@ -191,9 +192,21 @@ async def _execute(repaired: Repaired, key: Key, found_checks: dict, timeout: fl
                 cell_errors.append(f"{step.label} timed out after {timeout:g} s and was interrupted (the cells after "
                                    "it still ran)")
             elif run.status == "error":
-                cell_errors.append(f"{step.label}: {_error_text(run.ename, run.evalue)}")
+                if step.grade_id:  # an answer cell: reported with its exercise
+                    answer_errors[step.grade_id] = _error_text(run.ename, run.evalue)
+                else:
+                    cell_errors.append(f"{step.label}: {_error_text(run.ename, run.evalue)}")
     messages = [outcome.ended] if outcome.ended else []
+    for score in scores:
+        failed = [(gid, answer_errors[gid]) for gid in _exercise(key, score.grade_id) if gid in answer_errors]
+        if failed and score.score < score.max_score and score.error != outcome.ended:
+            gid, error = failed[0]
+            score.error = f"{error} (raised by your answer cell {gid!r})"
     return scores, cell_errors, messages
+
+
+def _exercise(key: Key, grade_id: str) -> tuple[str, ...]:
+    return next(t.exercise for t in key.tests if t.grade_id == grade_id)
 
 
 def kernel_env(token: str, workdir: Path) -> dict[str, str]:
