@@ -147,6 +147,12 @@ ATTACKS = {
     "forged_answer_lines": (
         "import os, coursekit.grading.sealed as s\n"
         "s.sealed_test = lambda probe, check, points=None: print(os.environ['COURSEKIT_SEAL'] + '{\"y\": [1, 2]}')"),
+    "leak_hidden_source_in_an_error": (
+        "def leak(lines):\n"
+        "    if any('sealed_test' in line for line in lines):\n"
+        "        raise ValueError(' | '.join(line.strip() for line in lines))\n"
+        "    return lines\n"
+        "get_ipython().input_transformers_cleanup.append(leak)"),
     "gradebook_rewrite": (
         "import pathlib, sqlite3\n"
         "for folder in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:\n"
@@ -167,6 +173,8 @@ def test_attacks_in_a_cell_earn_nothing_and_are_flagged(course_repo, tmp_path, a
     result = grade(course_repo, learner(course_repo, tmp_path, WRONG, edit))
     assert result.score == 0, format_result(result)
     assert result.flags, "the attack must be flagged for the instructor"
+    report = format_result(result) + json.dumps(result.to_json())
+    assert not [bit for bit in HIDDEN_BITS if bit in report]
     assert all("cell 3 of your notebook" in flag for flag in result.flags)  # the inserted cell, after the setup
 
 

@@ -209,6 +209,22 @@ def _exercise(key: Key, grade_id: str) -> tuple[str, ...]:
     return next(t.exercise for t in key.tests if t.grade_id == grade_id)
 
 
+def _scrub(result: CheckResult, key: Key) -> None:
+    """Last line of defence: a message that quotes a line of hidden-test source (a learner's transformer can put
+    the source it sees into an exception) loses its text."""
+    lines = {line.strip() for t in key.tests for line in t.hidden.splitlines() if len(line.strip()) >= 12}
+
+    def clean(text: str | None) -> str | None:
+        if text and any(line in text for line in lines):
+            return text.split(":", 1)[0][:60] + ": (message withheld: it quoted the hidden tests)"
+        return text
+
+    for e in result.exercises:
+        e.error, e.hint = clean(e.error), clean(e.hint)
+    result.cell_errors = [clean(t) for t in result.cell_errors]
+    result.messages = [clean(t) for t in result.messages]
+
+
 def kernel_env(token: str, workdir: Path) -> dict[str, str]:
     """The grading kernel's environment: ours, in grading mode, sealed, without learner IPython start-up files."""
     env = {k: v for k, v in os.environ.items() if k not in (SEAL_ENV, "MPLBACKEND", "PYTHONSTARTUP")}
@@ -288,6 +304,7 @@ def grade_sealed(learner_nb_path, instructor_nb_path=None, timeout: float = SEAL
     result.exercises = scores
     result.cell_errors = cell_errors
     result.messages += ended
+    _scrub(result, key)
     result.score = round(sum(e.score for e in scores), 4)
     result.seconds = time.monotonic() - start
     return result
