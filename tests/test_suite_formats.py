@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from coursekit.bench import RECORD_KEYS
+from coursekit.bench import RECORD_KEYS, LatencyStats
 from coursekit.formats import memory_bytes
 from coursekit.suites import SuiteContext, list_suites, run_suite
 from coursekit.suites import formats as formats_suite
@@ -40,10 +40,17 @@ def test_every_record_has_the_standard_keys(result):
 
 
 def test_matmul_records_are_consistent(result):
-    rows = [r for r in result["records"] if r["model"] == "matmul" and r["gflops"] is not None]
+    rows = [r for r in result["records"] if r["model"] == "matmul" and r["variant"] in MATMUL_DTYPES]
     assert {(r["variant"], r["batch"]) for r in rows} == {(v, n) for v in MATMUL_DTYPES for n in FAST_SIZES}
+    assert {r["variant"] for r in rows if r["batch"] == FAST_SIZES[0] and r["gflops"]} == set(MATMUL_DTYPES)
     for r in rows:
         assert r["device"] == "cpu" and r["threads"] == 1 and r["size"] == r["batch"]
+        if r["gflops"] is None:  # skipped: projected from this dtype's own smaller product, over the budget
+            smaller = next(m for m in rows if m["variant"] == r["variant"] and m["batch"] == FAST_SIZES[0])
+            expected = smaller["latency_ms_median"] / 1e3 * (r["batch"] / smaller["batch"]) ** 3
+            assert math.isclose(r["projected_s"], expected, rel_tol=1e-9) and r["projected_s"] > r["budget_s"]
+            assert r["note"].startswith("skipped") and "time budget" in r["note"]
+            continue
         assert 0 < r["latency_ms_min"] <= r["latency_ms_median"] <= r["latency_ms_p90"]
         expected = 2 * r["size"] ** 3 / (r["latency_ms_median"] * 1e-3) / 1e9
         assert math.isclose(r["gflops"], expected, rel_tol=1e-9)
@@ -120,8 +127,29 @@ def test_gpu_run_also_measures_the_cpu():
 def test_matmul_timing_has_a_budget_and_reports_its_samples(result):
     rows = [r for r in result["records"] if r["model"] == "matmul" and r["gflops"] is not None]
     for r in rows:
-        assert r["budget_s"] == FAST_BUDGET_S and 3 <= r["samples"] <= 3  # repeats=3 in the fixture
+        assert r["budget_s"] == FAST_BUDGET_S and r["samples"] == 3  # repeats=3 in the fixture, min_samples=3
         assert r["stopped_by"] == "repeats"
+
+
+def test_a_dtype_too_slow_for_the_budget_is_not_timed_at_larger_sizes(monkeypatch):
+    """A fake timer: FP16 takes 50 ms at n=256, so n=1024 is projected to 50 ms * 64 = 3.2 s > the 1 s budget."""
+    seen = []
+
+    def fake_measure_latency(calls, **kwargs):
+        seen.append((sorted(calls), kwargs["budget_s"]))
+        ms = {"fp32": 1.0, "bf16": 2.0, "fp16": 50.0}
+        return {name: LatencyStats(name, [ms[name]] * 3, 1, kwargs["budget_s"]) for name in calls}
+
+    monkeypatch.setattr(formats_suite, "measure_latency", fake_measure_latency)
+    records = formats_suite.matmul_records(SuiteContext(fast=True, repeats=3, progress=False), "cpu")
+    assert seen == [(["bf16", "fp16", "fp32"], FAST_BUDGET_S), (["bf16", "fp32"], FAST_BUDGET_S)]
+    fp16 = {r["batch"]: r for r in records if r["variant"] == "fp16"}
+    assert fp16[256]["gflops"] == pytest.approx(2 * 256 ** 3 / 0.05 / 1e9)
+    assert fp16[1024]["gflops"] is None and fp16[1024]["projected_s"] == pytest.approx(3.2)
+    assert "one 1024x1024 product would take about 3 s, more than the 1 s time budget" in fp16[1024]["note"]
+    text = reading(records)
+    assert "fp16 at n=1024 skipped" in text and "FP16 is emulated in software here" in text
+    assert "at n=256 (0.020x)" in text  # the verdict uses the largest size measured for both dtypes
 
 
 def _row(variant, gflops, **extra):
@@ -151,12 +179,11 @@ def test_reading_calls_a_far_slower_format_emulated_from_the_measurement():
 
 def test_reading_with_the_measured_hardware_report(result):
     text = reading(result["records"], result["hardware"])
-    fp32 = next(r for r in result["records"] if r["model"] == "matmul" and r["variant"] == "fp32"
-                and r["batch"] == FAST_SIZES[-1])
-    fp16 = next(r for r in result["records"] if r["model"] == "matmul" and r["variant"] == "fp16"
-                and r["batch"] == FAST_SIZES[-1])
-    emulated = fp16["gflops"] / fp32["gflops"] < EMULATED_BELOW
+    matmul = {(r["variant"], r["batch"]): r for r in result["records"] if r["model"] == "matmul" and r["gflops"]}
+    n = max(m for v, m in matmul if v == "fp16")  # the largest size where FP16 was timed
+    emulated = matmul["fp16", n]["gflops"] / matmul["fp32", n]["gflops"] < EMULATED_BELOW
     assert ("FP16 is emulated in software here" in text) == emulated
+    assert f"at n={n}" in text
     if emulated and "avx512_fp16" not in result["hardware"]["cpu"]["isa"]:
         assert "the ISA flags agree" in text
 

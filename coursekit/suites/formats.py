@@ -18,8 +18,10 @@ kernel exists at all, torch falls back to a generic loop that widens each elemen
 emulation, and it runs one or two orders of magnitude below FP32 (about 1 GFLOP/s against 88 on an AVX-512 core
 without AVX512-FP16). ``reading`` calls a format *emulated* when its measured GFLOP/s fall below
 ``EMULATED_BELOW`` x FP32, and cites the CPU's ISA flags (``coursekit.bench.accelerated_paths``) as the second
-witness. Each dtype's timing has a time budget (``BUDGET_S``; at least 3 samples), so an emulated format costs
-seconds, not the half hour that 30 fixed repeats of a 16-second 2048^2 product would.
+witness. Each dtype's timing has a time budget (``BUDGET_S``; at least 3 samples), and a dtype whose next size is
+projected from its own measurement to need more than the budget for one product is not timed there (its record
+says why), so an emulated format costs seconds, not the half hour that 30 fixed repeats of a 2048^2 FP16 product
+took on a CPU without FP16 arithmetic.
 """
 from __future__ import annotations
 
@@ -76,15 +78,31 @@ def _fp8_call(n: int, device: str):
     return call
 
 
+def projected_seconds(per_call_ms: float, from_n: int, to_n: int) -> float:
+    """Seconds one ``to_n``-sized product should take, scaled from a measured ``from_n``-sized one by the FLOP
+    count (n^3). Small products carry overheads, so this tends to underestimate: a conservative skip rule."""
+    return per_call_ms / 1e3 * (to_n / from_n) ** 3
+
+
 def matmul_records(ctx: SuiteContext, device: str) -> list[dict]:
-    """GFLOP/s of square matmuls per dtype and size on ``device`` (dtypes interleaved within a size)."""
+    """GFLOP/s of square matmuls per dtype and size on ``device`` (dtypes interleaved within a size).
+
+    Sizes go from small to large. A dtype whose next product is projected (``projected_seconds``, from its own
+    measurement at the previous size) to take longer than the whole time budget is not timed at that size or any
+    larger one: its record says so (``note``, ``projected_s``) instead of spending minutes on an emulated format.
+    """
     sizes = FAST_SIZES if ctx.fast else SIZES
+    budget = FAST_BUDGET_S if ctx.fast else BUDGET_S
     fp8_ok, fp8_note = fp8_support(device)
     records = []
+    measured: dict[str, tuple[int, float, float]] = {}  # dtype -> (n, median ms per call, GFLOP/s) at its last size
     for n in progress_bar(sizes, desc=f"formats: matmul on {device}", enabled=ctx.progress):
         torch.manual_seed(n)
-        calls = {}
+        calls, skipped = {}, {}
         for name, dtype in MATMUL_DTYPES.items():
+            if name in measured and projected_seconds(measured[name][1], measured[name][0], n) > budget:
+                skipped[name] = projected_seconds(measured[name][1], measured[name][0], n)
+                continue
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
             calls[name] = lambda a=a, b=b: a @ b
@@ -94,13 +112,22 @@ def matmul_records(ctx: SuiteContext, device: str) -> list[dict]:
                 calls["fp8_e4m3"] = call
             else:
                 fp8_note = "torch._scaled_mm refused FP8 on this GPU / torch build"
-        budget = FAST_BUDGET_S if ctx.fast else BUDGET_S
         stats = measure_latency(calls, repeats=ctx.repeats, warmup=2, device=device, threads=ctx.threads,
-                                budget_s=budget, min_samples=MIN_SAMPLES)
+                                budget_s=budget, min_samples=MIN_SAMPLES) if calls else {}
         for name, s in stats.items():
+            gflops = matmul_flops(n) / (s.median_ms * 1e-3) / 1e9
+            measured[name] = (n, s.median_ms, gflops)
             records.append(make_record(
                 "matmul", name, device=device, batch=n, threads=ctx.threads, stats=s, size=n,
-                gflops=matmul_flops(n) / (s.median_ms * 1e-3) / 1e9, budget_s=budget, note="",
+                gflops=gflops, budget_s=budget, note="",
+            ))
+        for name, seconds in skipped.items():
+            last_n, _, last_gflops = measured[name]
+            records.append(make_record(
+                "matmul", name, device=device, batch=n, threads=ctx.threads, size=n, gflops=None,
+                budget_s=budget, projected_s=seconds,
+                note=(f"skipped: at {last_gflops:.2g} GFLOP/s (measured at n={last_n}) one {n}x{n} product would "
+                      f"take about {seconds:,.0f} s, more than the {budget:g} s time budget"),
             ))
         if not fp8_ok or "fp8_e4m3" not in calls:
             records.append(make_record("matmul", "fp8_e4m3", device=device, batch=n, threads=ctx.threads,
@@ -144,6 +171,10 @@ def _verdict(ratio: float) -> str:
 
 def _gflops(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
 
 
 def _samples_note(r: dict) -> str:
@@ -212,20 +243,24 @@ def reading(records: list[dict], hardware: dict | None = None) -> str:
                 r = _matmul(records, device, variant, n)
                 if base and r:
                     ratio = r["gflops"] / base["gflops"]
-                    parts.append(f"{variant} {_gflops(r['gflops'])} ({ratio:.2f}x, {_verdict(ratio)}{_samples_note(r)})")
+                    parts.append(f"{variant} {_gflops(r['gflops'])} ({_ratio(ratio)}x, {_verdict(ratio)}{_samples_note(r)})")
             if base:
                 lines.append(f"  n={n}: fp32 {base['gflops']:,.0f} GFLOP/s; " + ", ".join(parts))
-        n = sizes[-1]
-        base = _matmul(records, device, "fp32", n)
         for variant in ("bf16", "fp16"):
-            r = _matmul(records, device, variant, n)
-            if base and r:
+            both = [m for m in sizes if _matmul(records, device, "fp32", m) and _matmul(records, device, variant, m)]
+            if both:
+                n = both[-1]
+                base, r = _matmul(records, device, "fp32", n), _matmul(records, device, variant, n)
                 label = variant.upper()
                 lines.append(_format_line(label, r["gflops"] / base["gflops"], r, base, n, device,
                                           NATIVE_PATHS[label], hardware))
-        skipped = [r for r in matmuls if r["device"] == device and r.get("note", "").startswith("skipped")]
-        if skipped:
-            lines.append(f"  -> fp8_e4m3 {skipped[0]['note']}")
+        notes = {}
+        for r in matmuls:
+            if r["device"] == device and r.get("note", "").startswith("skipped"):
+                notes.setdefault(r["variant"], (r["batch"], r["note"]))
+        for variant, (n, note) in notes.items():
+            where = "" if variant == "fp8_e4m3" else f" at n={n}"
+            lines.append(f"  -> {variant}{where} {note}")
     sizes = {r["variant"]: r for r in records if r["model"] != "matmul" and r.get("size_bytes")}
     if "fp32" in sizes:
         fp32 = sizes["fp32"]["size_bytes"]
