@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from coursekit.cli.errors import positive_number
 from coursekit.grading import check_notebook, format_result
 from coursekit.grading.check import SELF_STUDY_NOTE
 from coursekit.grading.config import SEALED_CELL_TIMEOUT_S
@@ -19,7 +20,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("notebook", metavar="NOTEBOOK", help="e.g. notebooks/00_measuring.ipynb")
     p.add_argument("--json", action="store_true",
                    help='print {"notebook", "score", "max_score", "exercises": [...], "messages", "flags", ...}')
-    p.add_argument("--timeout", type=float, default=SEALED_CELL_TIMEOUT_S, metavar="S",
+    p.add_argument("--timeout", type=positive_number("seconds", "--timeout 300"), default=SEALED_CELL_TIMEOUT_S,
+                   metavar="S",
                    help=f"time limit per cell in seconds (default {SEALED_CELL_TIMEOUT_S})")
     p.set_defaults(func=run)
 
