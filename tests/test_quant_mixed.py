@@ -29,6 +29,9 @@ def test_counts_and_bytes():
     counts = layer_weight_counts(m)
     assert counts == {"0": 72, "2": 96, "4": 24}
     assert weight_bytes(counts, {"0": 8, "2": 2, "4": 4}) == 72 + 96 / 4 + 24 / 2
+    assert weight_bytes(counts, dict.fromkeys(counts, 32)) == 4 * 192
+    with pytest.raises(ValueError, match="must be <= 32"):
+        weight_bytes(counts, dict.fromkeys(counts, 64))
     with pytest.raises(ValueError, match="no bit width"):
         weight_bytes(counts, {"0": 8})
 

@@ -36,11 +36,13 @@ def layer_weight_counts(model: nn.Module) -> dict[str, int]:
 
 
 def weight_bytes(num_weights: dict[str, int], layer_bits: dict[str, int]) -> float:
-    """Bytes of the weights when layer ``n`` uses ``layer_bits[n]`` bits: ``sum(num_weights[n] * bits / 8)``."""
+    """Bytes of the weights when layer ``n`` uses ``layer_bits[n]`` bits (1..32, so FP32 = 32 fits too):
+    ``sum(num_weights[n] * bits / 8)``."""
     missing = sorted(set(num_weights) - set(layer_bits))
     if missing:
         raise ValueError(f"layer_bits has no bit width for layer(s) {missing}")
-    return sum(num_weights[n] * check_bits(layer_bits[n], f"layer_bits[{n!r}]") / 8 for n in num_weights)
+    return sum(num_weights[n] * check_int(f"layer_bits[{n!r}]", layer_bits[n], min_value=1, max_value=32) / 8
+               for n in num_weights)
 
 
 def quantize_layers(model: nn.Module, layer_bits: dict[str, int], granularity: str = "per_channel") -> nn.Module:
