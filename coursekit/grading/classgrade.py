@@ -182,11 +182,11 @@ def grade_course(course_dir, assignment: str, students: list[str] | None = None,
     key = load_key(source)
     submissions = _submissions(course, assignment, students)
     previous = read_csv(course)
-    lock = threading.Lock()
+    lock, stopping = threading.Lock(), threading.Event()
 
     def one(student: str) -> StudentGrade:
         grade = StudentGrade(student, _grade_one(submissions[student], key, timeout))
-        if progress:
+        if progress and not stopping.is_set():  # a run cut short by Ctrl-C is not a grade
             with lock:
                 progress(grade)
         return grade
@@ -195,6 +195,7 @@ def grade_course(course_dir, assignment: str, students: list[str] | None = None,
     try:
         grades = list(pool.map(one, submissions))
     except BaseException:
+        stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
         kernels.kill_all_kernels()
         raise
