@@ -29,6 +29,7 @@ import secrets
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -61,7 +62,9 @@ def read_notebook(path) -> nbformat.NotebookNode:
                                                                                   list):
         raise ValueError(f"NOTEBOOK {str(path)!r} is JSON but not a Jupyter notebook (no nbformat/cells); {restore}")
     try:
-        return nbformat.reads(json.dumps(data), as_version=4)
+        with warnings.catch_warnings():  # nbformat repairs duplicate/missing cell ids with a warning on stderr
+            warnings.simplefilter("ignore")
+            return nbformat.reads(json.dumps(data), as_version=4)
     except Exception as exc:
         raise ValueError(f"NOTEBOOK {str(path)!r} is a damaged notebook ({type(exc).__name__}: {exc}); {restore}") from exc
 
@@ -88,6 +91,8 @@ def hint_for(error: str | None) -> str | None:
         return "check the arguments and the return type the exercise asks for"
     if "timed out" in error or "did not stop" in error:
         return "make the answer finish quickly: look for an endless loop or a run that is much too long"
+    if error.startswith("partial credit"):
+        return "the items named are wrong or missing: fix those to earn the rest of the points"
     if "kernel died" in error or "no answer was recorded" in error or "missing" in error:
         return None  # the message itself says what to do
     if error.startswith("hidden test failed") or core.startswith("AssertionError"):
