@@ -961,7 +961,7 @@ expect_equal(type(loss).__name__, "float", what="type of qat_step's result",
 expect_close(loss, loss_before, what="loss returned by qat_step", rtol=1e-5)
 moved = not torch.equal(step_sizes(q)["features.0"]["weight"], steps_before["features.0"]["weight"])
 expect_equal(moved, True, what="did the weight step sizes of features.0 change after one step?",
-             wrong={"nothing moved: call optimizer.zero_grad() BEFORE loss.backward(), then optimizer.step()": False})
+             wrong={"nothing moved: zero the gradients BEFORE the backward pass, then take the optimizer step": False})
 ### BEGIN HIDDEN TESTS
 import torch
 from torch import nn
@@ -1038,7 +1038,7 @@ def _ex4_losses(i, variant=None):
 def _check(runs):
     for i, run in enumerate(runs):
         qm, want = _ex4_losses(i)
-        named = {"gradients never zeroed: call optimizer.zero_grad() before loss.backward()":
+        named = {"gradients never zeroed: call optimizer.zero_grad() before the backward pass":
                      _ex4_losses(i, "no_zero_grad")[1],
                  "zero_grad() between backward() and step() wipes the gradients: zero them BEFORE backward()":
                      _ex4_losses(i, "zero_grad_late")[1],
@@ -1185,8 +1185,10 @@ sealed_test(_probe, _check)
 print("Exercise 5 passed")
 
 # %%
+from coursekit.quant.mixed import greedy_keep_8bit, layer_sensitivity
+
 LOW_BITS = 2
-drops = sensitivity_scan(model, list(counts), val_loader, LOW_BITS)
+drops = layer_sensitivity(model, val_loader, LOW_BITS)  # coursekit's version of your Exercise 5
 fig, ax = plt.subplots(1, 2, figsize=(10, 2.8))
 ax[0].bar(list(drops), [100 * d for d in drops.values()], color="#e83")
 ax[0].set_ylabel(f"accuracy drop at {LOW_BITS} bits (points)")
@@ -1361,7 +1363,7 @@ print("Exercise 6 passed")
 # %%
 all8 = weight_bytes(counts, dict.fromkeys(counts, 8))
 BUDGET = round(0.4 * all8)
-keep8 = choose_8bit_layers(drops, counts, LOW_BITS, BUDGET)
+keep8 = greedy_keep_8bit(drops, counts, LOW_BITS, BUDGET)  # coursekit's version of your Exercise 6
 configs = {f"all {LOW_BITS}-bit": {}, "first/last at 8": dict.fromkeys((next(iter(counts)), list(counts)[-1]), 8),
            f"greedy ({BUDGET} B budget)": dict.fromkeys(keep8, 8), "all 8-bit": dict.fromkeys(counts, 8)}
 print(f"{'configuration':28s} {'bytes':>7} {'test acc':>9} {'agrees w/ FP32':>15}")
