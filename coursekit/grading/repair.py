@@ -137,6 +137,7 @@ def repair(nb: nbformat.NotebookNode, key: Key) -> Repaired:
     if wrong:
         return Repaired(steps=[], messages=[wrong], wrong_chapter=wrong)
     chosen = _choose(key, claims)
+    by_cell_id = {a.cell_id: a.grade_id for a in key.anchors}
     chosen_at = {p: gid for gid, p in chosen.items()}
     course_cells = {c.get("id"): c.source for c in key.notebook.cells if grading_flags(c) is None}
     out = Repaired(steps=[])
@@ -158,7 +159,7 @@ def repair(nb: nbformat.NotebookNode, key: Key) -> Repaired:
             say(f"{label} has grading metadata for {gid!r}, which chapter {key.name} does not have (pasted from "
                 "another notebook, or changed?): it was run as an ordinary cell and earns no points")
         elif flags is not None or index in stripped:
-            gid = flags["grade_id"] if flags else cell.get("id")
+            gid = flags["grade_id"] if flags else by_cell_id[cell.get("id")]
             if key.anchor(gid).role == "solution":
                 say(f"{label} is a second copy of {anchor_label(key.anchor(gid))}: it was run as an ordinary cell "
                     "in its place; only the copy right above the tests is graded. Delete the copies you do not want")

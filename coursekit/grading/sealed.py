@@ -218,13 +218,20 @@ def expect_close(got, want, *, what: str, rtol: float = 1e-6, atol: float = 1e-9
 
 
 def expect_equal(got, want, *, what: str, wrong: dict[str, object] | None = None) -> None:
-    """Exact version of :func:`expect_close` (integer codes, masks, strings, choices)."""
+    """Exact version of :func:`expect_close` (integer codes, masks, strings, choices). Both sides are compared as
+    the plain data a probe delivers (tuples as lists, tensors as nested lists), so ``want=(1, 2)`` matches the
+    probe's ``[1, 2]``."""
+    got, want = _plain(got), _plain(want)
     if got == want:
         return
     for mistake, value in (wrong or {}).items():
-        if got == value:
+        if got == _plain(value):
             raise AssertionError(f"{what}: {mistake}")
     raise AssertionError(f"{what}: expected {_short(want)}, got {_short(got)}")
+
+
+def _plain(value):
+    return json.loads(dumps(value))
 
 
 def partial(results: Sequence[tuple[bool, str]]) -> tuple[float, str | None]:
