@@ -1160,12 +1160,15 @@ import torch
 
 from coursekit.grading.sealed import forbid, partial, sealed_test  # noqa: F811 (each hidden section stands alone)
 
-# wrong answers caught: (a) the conv padded with code 0 instead of the zero point, truncating or float
-# requantization (through my_integer_linear), the wrong output size; (b) ranges calibrated before the ReLU, one
-# weight scale per tensor, no bias or the BN bias not folded, M or the bias from the wrong scales; (c) the ReLU or
-# the pooling done in float or skipped, pooling before the ReLU's clamp, the input rounded with x * (1/S); accuracy
-# more than 1 point below FP32 (e.g. 4-bit codes or no bias); delegating to coursekit's integer path (IntegerNet,
-# to_integer, integer_linear, requantize, quantize, calc_qparams, fold_batchnorm(s): forbidden in the probe)
+# wrong answers caught (each verified with a scratch copy): (a) the conv padded with code 0 instead of the zero
+# point; truncating or float requantization (through my_integer_linear); (b) ranges calibrated before the ReLU; one
+# weight scale per tensor; no bias (the BN bias not folded into bias_q); fewer weight bits (then also the accuracy
+# part: more than 1 point below FP32); (c) any forward pass that differs from the integer path on coursekit's own
+# parameters; delegating to coursekit's integer path (IntegerNet or the notebook's int_net under any name,
+# to_integer, integer_linear, requantize, quantize, calc_qparams, fold_batchnorm(s): refused in the probe).
+# Not observable here, so not a wrong answer for this test: rounding the input with x * (1/S) (the digits pixels
+# k/16 never hit a value where it differs; exercise 2 catches it) and skipping the explicit ReLU clamp (the
+# requantization clamp at Z = -128 already is the ReLU).
 FORBIDDEN = ("coursekit.quant.to_integer", "coursekit.quant.integer.to_integer",
              "coursekit.quant.integer_linear", "coursekit.quant.integer.integer_linear", "coursekit.quant.requantize",
              "coursekit.quant.integer.requantize", "coursekit.quant.IntegerConv2d", "coursekit.quant.IntegerLinear",
@@ -1621,7 +1624,7 @@ axes[0].legend(fontsize=8, ncol=4)
 for name, offset in (("FP32", -0.2), (quantized[-1], 0.2)):
     axes[1].bar(np.arange(10) + offset, [100 * a for a in per_class[name]], 0.4, label=name)
 axes[1].set_ylabel("per-class accuracy (%)")
-axes[1].legend(fontsize=8)
+axes[1].legend(fontsize=8, loc="lower left")
 for ax in axes:
     ax.set_xticks(range(10))
     ax.set_xlabel("class (digit)")
