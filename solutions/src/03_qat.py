@@ -547,7 +547,7 @@ hook.remove()
 a_x = torch.cat(acts).flatten()
 PACT_BITS, PACT_STEPS = 2, (60 if FAST else 150)
 a_qmax = 2**PACT_BITS - 1
-grid = torch.linspace(0.05, float(a_x.max()), 200)
+grid = torch.linspace(0.05, float(a_x.max()), 120)
 grid_mse = torch.stack([(pact_quantize(a_x, a.reshape(1), PACT_BITS) - a_x).pow(2).mean() for a in grid])
 best_alpha = float(grid[grid_mse.argmin()])
 
@@ -1035,20 +1035,28 @@ def _ex4_losses(i, variant=None):
     return qm, losses
 
 
+def _ex4_named(i):
+    """Losses of the plausible wrong steps (computed only when the learner's losses are wrong)."""
+    return {"gradients never zeroed: call optimizer.zero_grad() before the backward pass":
+                _ex4_losses(i, "no_zero_grad")[1],
+            "zero_grad() between backward() and step() wipes the gradients: zero them BEFORE backward()":
+                _ex4_losses(i, "zero_grad_late")[1],
+            "you returned the loss after the step: return the loss computed before it": _ex4_losses(i, "after")[1]}
+
+
 def _check(runs):
     for i, run in enumerate(runs):
         qm, want = _ex4_losses(i)
-        named = {"gradients never zeroed: call optimizer.zero_grad() before the backward pass":
-                     _ex4_losses(i, "no_zero_grad")[1],
-                 "zero_grad() between backward() and step() wipes the gradients: zero them BEFORE backward()":
-                     _ex4_losses(i, "zero_grad_late")[1],
-                 "you returned the loss after the step: return the loss computed before it": _ex4_losses(i, "after")[1]}
         what = f"qat_step on hidden case {i + 1} ({EX4_CONFIGS[i]})"
         expect_equal(run["types"], ["float"] * EX4_STEPS, what=f"types returned by {what}",
                      wrong={"you returned the loss tensor: return loss.item()": ["Tensor"] * EX4_STEPS})
         expect_equal(run["training"], True, what=f"mode after {what}",
                      wrong={"the model was left in eval mode: call qat_model.train() first": False})
-        expect_close(run["losses"], want, what=f"losses returned by {what}", rtol=1e-4, atol=1e-5, wrong=named)
+        try:
+            expect_close(run["losses"], want, what=f"losses returned by {what}", rtol=1e-4, atol=1e-5)
+        except AssertionError:
+            expect_close(run["losses"], want, what=f"losses returned by {what}", rtol=1e-4, atol=1e-5,
+                         wrong=_ex4_named(i))
         state = _fingerprint(qm)
         expect_equal(sorted(run["state"]), sorted(state), what=f"parameter names after {what}")
         for name, values in state.items():
@@ -1164,13 +1172,18 @@ def _check(out):
                      what=f"keys of sensitivity_scan(model, {names}, ...)",
                      wrong={"you scanned every layer: scan only layer_names": list(_reference(net, val, bits))})
         want = _reference(net, val, bits, names)
+        what = f"drops of sensitivity_scan(model, {names}, val, {bits})"
+        try:
+            expect_close([got[n] for n in names], [want[n] for n in names], atol=0.003, what=what)
+            continue
+        except AssertionError:
+            pass  # name the mistake: the plausible wrong scans, computed only now
         acc = {n: _evaluate(_quantize_layers(net, m), val)["accuracy"] for n, m in
                [(n, {o: bits for o in names if o != n}) for n in names]}
         cumulative = [base - _evaluate(_quantize_layers(net, dict.fromkeys(names[:i + 1], bits)), val)["accuracy"]
                       for i in range(len(names))]
         eight = _reference(net, val, 8, names)
-        expect_close([got[n] for n in names], [want[n] for n in names], atol=0.003,
-                     what=f"drops of sensitivity_scan(model, {names}, val, {bits})", wrong={
+        expect_close([got[n] for n in names], [want[n] for n in names], atol=0.003, what=what, wrong={
                          "you returned the quantized accuracy, not the drop from FP32": [base - want[n] for n in names],
                          "sign flipped: drop = FP32 accuracy minus quantized accuracy": [-want[n] for n in names],
                          "percentage points instead of a fraction": [100 * want[n] for n in names],
