@@ -132,6 +132,14 @@ def test_plain_nbgrader_then_coursekit_grade_on_an_initialised_course(course_rep
         answer = next(c for c in nb.cells if c.get("id") == "ex1_double")
         answer.source = WRONG_WITH_ATTACK.format(db=str(course / "gradebook.db"))
 
+    def wrong_double(nb):  # every answer typed in, double() wrong on the hidden cases only
+        answers = {"ex1_double": "def double(x):\n    return x + 2", "ex2_half": "def half(x):\n    return x / 2",
+                   "ex3_scale": "def scale(t, s):\n    return t / s",
+                   "ex4_memory": "def weight_memory_gb(n, bits):\n    return n * bits / 8 / 1e9",
+                   "quiz_answers": 'answers = {"q1": "4", "q2": "Paris", "q3": "9"}'}
+        for c in nb.cells:
+            c.source = answers.get(c.get("id"), c.source)
+
     def exported():
         nbgrader("export")
         with open(course / "grades.csv", newline="") as f:
@@ -142,31 +150,37 @@ def test_plain_nbgrader_then_coursekit_grade_on_an_initialised_course(course_rep
     submit("alice", release)
     submit("bob", course_repo / "solutions" / "99_demo.ipynb")
     submit("carol", release, attack)
+    submit("amy", release, wrong_double)  # graded before carol (nbgrader goes in name order)
     nbgrader("autograde", "99_demo")
     nbgrader("generate_feedback", "99_demo")
-    page = (course / "feedback" / "bob" / "99_demo" / "99_demo.html").read_text()
-    feedback = html.unescape(re.sub(r"<[^>]+>", "", page))  # the code as a reader sees it
-    assert "double(2)" in feedback and "SEALED-FIXTURE-7391" not in feedback  # hidden tests stay hidden
+    for student in ("bob", "amy"):
+        page = (course / "feedback" / student / "99_demo" / "99_demo.html").read_text()
+        feedback = html.unescape(re.sub(r"<[^>]+>", "", page))  # the code as a reader sees it
+        assert "double(2)" in feedback  # visible tests are shown; hidden ones never, tracebacks included:
+        for hidden in ("SEALED-FIXTURE-7391", "def _check", "sealed_test(_probe", "for x in XS"):
+            assert hidden not in feedback, (student, hidden)
+    assert "AssertionError: double on hidden cases: x + 2 instead of 2 * x" in feedback  # amy's, one line
     # plain nbgrader is fooled: carol's cell rewrote the gradebook (every maximum 0, scores of 99 + 99)
     plain = exported()
-    assert {student: total for student, (_, total) in plain.items()} == {"alice": 0.0, "bob": 0.0, "carol": 0.0}
+    assert {student: total for student, (_, total) in plain.items()} == dict.fromkeys(("alice", "bob", "carol", "amy"), 0.0)
     assert plain["alice"][0] == 990.0
 
     submit("dave", release, name="my_copy.ipynb")  # a submission under the wrong file name
     code = main(["grade", str(course), "99_demo", "--jobs", "2", "--write-gradebook"])
     out = capsys.readouterr().out
-    assert code == 0 and "graded 4 submission(s)" in out
-    assert exported() == {"alice": (0.0, 10.0), "bob": (10.0, 10.0), "carol": (0.0, 10.0), "dave": (0.0, 10.0)}
+    assert code == 0 and "graded 5 submission(s)" in out
+    assert exported() == {"alice": (0.0, 10.0), "bob": (10.0, 10.0), "carol": (0.0, 10.0), "dave": (0.0, 10.0),
+                          "amy": (8.0, 10.0)}
 
     with open(course / CSV_NAME, newline="") as f:
         rows = list(csv.DictReader(f))
     totals = {r["student"]: (float(r["score"]), float(r["max"])) for r in rows if r["exercise"] == "(total)"}
-    assert totals == {"alice": (0, 10), "bob": (10, 10), "carol": (0, 10), "dave": (0, 10)}
+    assert totals == {"alice": (0, 10), "bob": (10, 10), "carol": (0, 10), "dave": (0, 10), "amy": (8, 10)}
     carol = next(r for r in rows if r["student"] == "carol" and r["exercise"] == "(total)")
     assert "assigns to torch.allclose" in carol["flags"] and "sqlite3" in carol["flags"]
     dave = next(r for r in rows if r["student"] == "dave" and r["exercise"] == "ex1_double_tests")
     assert dave["message"] == "no 99_demo.ipynb in the submission (found my_copy.ipynb: rename the notebook to 99_demo.ipynb)"
-    for student in ("alice", "bob", "carol", "dave"):
+    for student in ("alice", "bob", "carol", "dave", "amy"):
         page = (course / "feedback_sealed" / student / "99_demo" / "99_demo.html").read_text()
         text = html.unescape(page)
         for hidden in ("BEGIN HIDDEN TESTS", "SEALED-FIXTURE-7391", "def _check", "flag"):
@@ -177,7 +191,7 @@ def test_plain_nbgrader_then_coursekit_grade_on_an_initialised_course(course_rep
     # grading one student again keeps the others' rows
     assert main(["grade", str(course), "99_demo", "--student", "bob"]) == 0
     with open(course / CSV_NAME, newline="") as f:
-        assert {r["student"] for r in csv.DictReader(f)} == {"alice", "bob", "carol", "dave"}
+        assert {r["student"] for r in csv.DictReader(f)} == {"alice", "bob", "carol", "dave", "amy"}
 
 
 def test_grade_command_rejects_bad_arguments_in_one_line(course_repo, tmp_path, capsys):

@@ -36,4 +36,6 @@ def configure(c, root=None) -> None:
         "nbgrader.preprocessors.GetGrades",
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
         "nbgrader.preprocessors.ClearHiddenTests",
+        # ... and tracebacks of test cells quote the source around the failing line: keep ename: evalue only.
+        "coursekit.grading.feedback.ScrubTestTracebacks",
     ]
