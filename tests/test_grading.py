@@ -200,6 +200,7 @@ def test_grade_command_rejects_bad_arguments_in_one_line(course_repo, tmp_path, 
     for args, message in ((["grade", str(tmp_path / "nope"), "99_demo"], "is not a directory"),
                           (["grade", str(course), "42_unknown"], "assignments in this course: 99_demo"),
                           (["grade", str(course), "99_demo"], "no submissions"),
+                          (["grade", str(course), "99_demo", "--student", "zoe"], "--student zoe: no submitted/"),
                           (["grade", str(course), "99_demo", "--jobs", "0"], "--jobs")):
         assert main(args) == 2
         err = capsys.readouterr().err
