@@ -2,8 +2,8 @@
 
 Layers differ in how much low-bit quantization hurts them (the first and last layers most, usually, see
 ``QATConfig.keep_first_last_8bit``), and in how many bytes they cost. The standard recipe (HAWQ, Dong et al.
-2019, and the simpler sensitivity analyses of Wu et al. 2020, "Integer Quantization for Deep Learning
-Inference", sec. 5; Nagel et al. 2021, sec. 4.3 "debugging") has two steps:
+2019, and the simpler measured sensitivity analyses of Wu et al. 2020, "Integer Quantization for Deep Learning
+Inference", partial quantization, and of Nagel et al. 2021's PTQ debugging flow) has two steps:
 
 1. **Sensitivity scan**: quantize *one* layer at a time to the low bit width, every other layer in float, and
    measure the accuracy drop on held-out data (:func:`layer_sensitivity`).

@@ -14,7 +14,7 @@ Backward (eq. 3), with the straight-through estimator for the rounding (``dy_q/d
 
 so only *clipped* values push ``alpha`` (upwards: a larger alpha would clip them less); the rounding error of
 the values inside the range gives it no gradient at all. Something must pull ``alpha`` down: the task loss
-(fewer clipped, larger values hurt the next layer) and an L2 penalty ``lambda * alpha^2`` (sec. 2.2).
+(fewer clipped, larger values hurt the next layer) and an L2 penalty ``lambda * alpha^2`` on alpha, which the paper adds to the loss.
 
 Relation to LSQ (Esser et al. 2020): for an unsigned range ``[0, Qp]`` the LSQ step is ``s = alpha / Qp``, and
 LSQ's gradient in terms of ``alpha`` is ``(d x_hat / d s) / Qp``: ``1`` for clipped values, exactly PACT's, and
@@ -97,7 +97,7 @@ class PACTQuantizer(nn.Module):
         return pact_quantize(x, self.alpha, self.bits)
 
     def l2_penalty(self, weight: float) -> torch.Tensor:
-        """``weight * alpha^2`` (Choi et al. 2018, sec. 2.2: regularise alpha like a weight)."""
+        """``weight * alpha^2`` (Choi et al. 2018 regularise alpha like a weight)."""
         return weight * (self.alpha ** 2).sum()
 
     def extra_repr(self) -> str:

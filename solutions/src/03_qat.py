@@ -525,7 +525,7 @@ print("Exercise 2 passed")
 #
 # Only **clipped** values push $\alpha$, and always upwards (a larger $\alpha$ would clip them less); the rounding error
 # of everything inside the range gives it no gradient. Something must pull $\alpha$ down: the task loss, and an L2
-# penalty $\lambda\alpha^2$ (sec. 2.2).
+# penalty $\lambda\alpha^2$ that the paper adds to the loss.
 #
 # **Relation to LSQ.** On an unsigned range the LSQ step is $s = \alpha / Q_P$, so LSQ's gradient with respect to
 # $\alpha$ is $\frac{1}{Q_P}\,\partial\hat x/\partial s$: exactly $1$ for clipped values (PACT's), and
@@ -1073,7 +1073,7 @@ print("Exercise 4 passed")
 #
 # Keeping the first and last layers at 8 bits is a rule of thumb. The measured version asks each layer how much
 # low-bit quantization hurts it, then spends a **size budget** where it buys the most accuracy (Wu et al. 2020,
-# sec. 5; HAWQ, Dong et al. 2019, ranks layers by a Hessian-based sensitivity instead of a measured drop):
+# "partial quantization"; HAWQ, Dong et al. 2019, ranks layers by a Hessian-based sensitivity instead of a measured drop):
 #
 # 1. **Sensitivity scan:** quantize *one* layer at a time to the low width, every other layer in float, and
 #    measure the accuracy drop $d_\ell$ on held-out data (the validation set: the test set is for the final report).
