@@ -185,6 +185,23 @@ def test_patches_do_not_fail_right_answers_either(course_repo, tmp_path):
     assert result.score == 10 and len(result.flags) >= 5
 
 
+def test_the_kernel_never_sees_the_checks(course_repo, tmp_path):
+    """A transformer sees every cell the kernel runs; the checks' bodies (references, named mistakes) are not there."""
+    seen = tmp_path / "seen.txt"
+
+    def edit(nb):
+        insert_after(nb, "setup", "SEEN = []\ndef spy(lines):\n    SEEN.append(''.join(lines))\n    return lines\n"
+                                  "get_ipython().input_transformers_cleanup.append(spy)")
+        insert_after(nb, "quiz_answers_tests", f"open({str(seen)!r}, 'w').write('\\n'.join(SEEN))")
+
+    result = grade(course_repo, learner(course_repo, tmp_path, RIGHT, edit))
+    assert result.score == 10
+    kernel_saw = seen.read_text()
+    assert "def _probe" in kernel_saw and "XS = [-3, 0.5, 1_000_000]" in kernel_saw  # the probes run there
+    for check_body in ("instead of 2 * x", "memory_bytes(n, name)", "torch.allclose(got, t / S)", '"paris"'):
+        assert check_body not in kernel_saw
+
+
 def test_a_dead_kernel_keeps_earlier_points_and_names_the_cell(course_repo, tmp_path):
     result = grade(course_repo, learner(course_repo, tmp_path, RIGHT,
                                         lambda nb: insert_after(nb, "ex2_half_tests", "import os\nos._exit(1)")))

@@ -7,7 +7,7 @@ import pytest
 
 from coursekit.grading import sealed
 from coursekit.grading.engine import _answer, hint_for
-from coursekit.grading.key import read_key
+from coursekit.grading.key import kernel_hidden, read_key
 from coursekit.grading.repair import repair
 from coursekit.grading.scan import imported_names, scan_source
 
@@ -153,3 +153,13 @@ def test_a_cell_whose_grading_metadata_was_removed_is_recognised_by_its_id():
     assert repaired.problems == {"b_tests": [("the answer cell 'b' is missing from your notebook (deleted?): copy it "
                                              "back from the student notebook of chapter demo, answer it, and check "
                                              "again")]}
+
+
+def test_the_kernel_gets_the_check_without_its_body():
+    hidden = ("X = 3\ndef _probe():\n    return f(X)\n\n@staticmethod\ndef _check(out):\n    \"\"\"doc\"\"\"\n"
+              "    assert out == 9, 'secret'\n\nsealed_test(_probe, _check)\nprint('done')")
+    assert kernel_hidden(hidden) == ("X = 3\ndef _probe():\n    return f(X)\n\n@staticmethod\ndef _check(out):\n"
+                                     "    pass  # decided by the grader, outside this kernel\n\n"
+                                     "sealed_test(_probe, _check)\nprint('done')")
+    one_line = "def _check(out): assert out\nsealed_test(p, _check)"
+    assert kernel_hidden(one_line) == one_line and kernel_hidden("not python (") == "not python ("

@@ -36,7 +36,7 @@ import nbformat
 
 from coursekit.grading import kernel as kernels
 from coursekit.grading.config import SEALED_CELL_TIMEOUT_S
-from coursekit.grading.key import Key, SealedError, checks, load_key
+from coursekit.grading.key import Key, SealedError, checks, kernel_hidden, load_key
 from coursekit.grading.repair import Repaired, Step, repair
 from coursekit.grading.result import CheckResult, ExerciseScore
 from coursekit.grading.scan import imported_names, scan_cells
@@ -136,7 +136,7 @@ async def _run_tests(k: kernels.Kernel, step: Step, key: Key, token: str, timeou
     if outcome.ended:
         score.error = outcome.ended
         return score
-    parts = [("before", tests.before), ("hidden", tests.hidden), ("after", tests.after)]
+    parts = [("before", tests.before), ("hidden", kernel_hidden(tests.hidden)), ("after", tests.after)]
     data, found = None, False
     for part, source in parts:
         if not source.strip():

@@ -15,6 +15,7 @@ instructor notebook's, never a gradebook's.
 """
 from __future__ import annotations
 
+import ast
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +138,31 @@ def collect_check(hidden: str, where: str, points: float | None = None) -> Calla
     return check
 
 
+def kernel_hidden(hidden: str) -> str:
+    """The hidden section as sent to the learner's kernel: the check function passed to ``sealed_test`` keeps its
+    name and signature but loses its body (under the seal the kernel never calls it), so the references and the
+    named wrong answers never enter the kernel. Left unchanged when it cannot be parsed or the check is not a
+    top-level ``def``."""
+    try:
+        tree = ast.parse(hidden)
+    except SyntaxError:
+        return hidden
+    names = {call.args[1].id for call in ast.walk(tree) if isinstance(call, ast.Call)
+             and getattr(call.func, "id", getattr(call.func, "attr", None)) == "sealed_test"
+             and len(call.args) >= 2 and isinstance(call.args[1], ast.Name)}
+    checks = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
+    if not checks:
+        return hidden
+    lines = hidden.splitlines()
+    for node in sorted(checks, key=lambda n: n.lineno, reverse=True):
+        first, last = node.body[0].lineno, node.end_lineno
+        if first == node.lineno:  # `def _check(out): ...` on one line: left as is
+            continue
+        indent = " " * (node.col_offset + 4)
+        lines[first - 1:last] = [f"{indent}pass  # decided by the grader, outside this kernel"]
+    return "\n".join(lines)
+
+
 def read_key(nb: nbformat.NotebookNode, name: str) -> Key:
     """The grading key of an instructor notebook (checks its structure; does not execute anything)."""
     anchors, tests, pending, seen = [], [], [], set()
@@ -185,5 +211,5 @@ def validate(nb: nbformat.NotebookNode, name: str) -> None:
     checks(read_key(nb, name))
 
 
-__all__ = ["Anchor", "Key", "SealedError", "TestsCell", "checks", "collect_check", "grading_flags", "load_key",
-           "read_key", "split_hidden", "validate"]
+__all__ = ["Anchor", "Key", "SealedError", "TestsCell", "checks", "collect_check", "grading_flags", "kernel_hidden",
+           "load_key", "read_key", "split_hidden", "validate"]
