@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module never imports a layer above its own; tests/test_layers.py checks it):
 
-    surgery -> metrics -> formats -> quant -> prune -> distill -> lowrank -> export -> bench
+    surgery -> metrics -> formats -> quant -> prune -> distill -> lowrank -> share -> export -> bench
             -> data -> models -> train -> suites -> quiz -> grading -> cli
 
 ``surgery`` (walk and replace layers, iterate batches) and ``metrics`` (evaluate, top-1 agreement) are single
@@ -14,6 +14,6 @@ Import the layer you need, e.g. ``from coursekit import formats`` or ``import co
 __version__ = "0.1.0"
 
 LAYERS = (
-    "surgery", "metrics", "formats", "quant", "prune", "distill", "lowrank", "export", "bench",
+    "surgery", "metrics", "formats", "quant", "prune", "distill", "lowrank", "share", "export", "bench",
     "data", "models", "train", "suites", "quiz", "grading", "cli",
 )
