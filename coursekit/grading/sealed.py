@@ -23,7 +23,9 @@ A sealed test splits every hidden test in two::
   ``<token><json>`` and checks nothing. The grader reads that line from the cell's output, and calls the
   *instructor's* ``_check`` (taken from the instructor notebook, never from the submission) in its own process.
   Anything a learner cell does to the kernel can at worst stop that line from appearing: a missing or malformed
-  line scores 0.
+  line scores 0. The sealed grader sends the kernel the hidden section with the check's body removed
+  (``key.kernel_hidden``), so keep references and answer keys *inside* ``_check``: module-level constants of the
+  hidden section (the probe's inputs) do reach the learner's kernel.
 
 A check raises ``AssertionError`` with a message for the learner, or returns ``None`` (full points), a fraction
 in [0, 1], or ``(fraction, message)`` (partial credit, e.g. a graded quiz: one point per question).
