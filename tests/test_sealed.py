@@ -153,6 +153,8 @@ ATTACKS = {
         "        raise ValueError(' | '.join(line.strip() for line in lines))\n"
         "    return lines\n"
         "get_ipython().input_transformers_cleanup.append(leak)"),
+    "custom_exception_handler": (
+        "get_ipython().set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)"),
     "gradebook_rewrite": (
         "import pathlib, sqlite3\n"
         "for folder in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:\n"
