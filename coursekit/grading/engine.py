@@ -197,7 +197,7 @@ async def _execute(repaired: Repaired, key: Key, found_checks: dict, timeout: fl
                 cell_errors.append(f"{step.label} timed out after {timeout:g} s and was interrupted (the cells after "
                                    "it still ran)")
             elif run.status == "error":
-                if step.grade_id:  # an answer cell: reported with its exercise
+                if step.kind == "learner" and step.grade_id:  # an answer cell: reported with its exercise
                     answer_errors[step.grade_id] = _error_text(run.ename, run.evalue)
                 else:
                     cell_errors.append(f"{step.label}: {_error_text(run.ename, run.evalue)}")
