@@ -42,6 +42,8 @@ from coursekit.grading.result import CheckResult, ExerciseScore
 from coursekit.grading.scan import imported_names, scan_cells
 from coursekit.grading.sealed import SEAL_ENV, run_check
 
+_check_lock = threading.Lock()  # checks run one at a time (warning filters are process-wide)
+
 
 def read_notebook(path) -> nbformat.NotebookNode:
     """Read a learner notebook, turning anything that is not one into a ValueError that says what to do."""
@@ -168,7 +170,9 @@ async def _run_tests(k: kernels.Kernel, step: Step, key: Key, token: str, timeou
     if not found:  # cannot happen with a key that passed validation; never give points without an answer
         score.error = "no answer was recorded"
         return score
-    fraction, message = run_check(check, data)
+    with _check_lock, warnings.catch_warnings():  # a library warning inside a check must not reach the terminal
+        warnings.simplefilter("ignore")
+        fraction, message = run_check(check, data)
     score.score = round(fraction * tests.points, 4)
     if fraction < 1.0:
         score.error = ("hidden test failed: " if fraction == 0 else "partial credit: ") + (message or "wrong answer")

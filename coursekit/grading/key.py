@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ def collect_check(hidden: str, where: str, points: float | None = None) -> Calla
     names it defines or imports itself) or does not call ``sealed_test`` exactly once.
     """
     namespace: dict = {"__name__": "coursekit_sealed_check"}
-    with _collect_lock, sealed.collecting() as found:
+    with _collect_lock, sealed.collecting() as found, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             exec(compile(hidden, where, "exec"), namespace)  # noqa: S102 - the instructor's own code
         except Exception as exc:
