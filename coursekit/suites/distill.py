@@ -125,6 +125,43 @@ def same_data_experiment(seed: int = 0, fast: bool | None = None, grid=SAME_DATA
     return out
 
 
+def shift_class_bias(model, class_index: int, delta: float):
+    """A copy of ``model`` whose last Linear layer's bias for ``class_index`` is raised by ``delta``."""
+    import copy
+
+    from coursekit.surgery import LINEAR_TYPES, named_layers
+
+    out = copy.deepcopy(model)
+    _, last = named_layers(out, types=LINEAR_TYPES)[-1]
+    with torch.no_grad():
+        last.bias[class_index] += delta
+    return out
+
+
+def omitted_class_experiment(omit: int = 3, seed: int = 0, fast: bool | None = None,
+                             deltas=tuple(x / 4 for x in range(41)), progress: bool = False) -> dict:
+    """Hinton et al. (2015), sec. 3: distil on a transfer set with no example of class ``omit`` (labelled or
+    not), then raise that class's output bias by the ``delta`` that maximises *validation* accuracy.
+
+    Returns the test accuracy overall and on the omitted class, before and after the correction, and the delta.
+    """
+    from coursekit.train import evaluate
+    from coursekit.train.transfer import transfer_set
+
+    fast = _fast(fast)
+    data = transfer_set(N_LABELS, N_UNLABELED, seed=seed, omit_class=omit)
+    teacher = teacher_model(0, fast)
+    student = distilled_student(data["combined"], teacher, seed=seed, epochs=EPOCHS["kd"]["fast" if fast else "full"],
+                                tag=f"omit{omit}", fast=fast, progress=progress)
+    val, test = (DataLoader(data[k], batch_size=512) for k in ("val", "test"))
+    best = max(deltas, key=lambda d: (evaluate(shift_class_bias(student, omit, d), val)["accuracy"], -d))
+    before, after = evaluate(student, test), evaluate(shift_class_bias(student, omit, best), test)
+    return {"omit": omit, "seed": seed, "delta": best, "accuracy_before": before["accuracy"],
+            "accuracy_after": after["accuracy"], "omitted_before": before["per_class"][omit],
+            "omitted_after": after["per_class"][omit], "teacher_omitted": evaluate(teacher, test)["per_class"][omit],
+            "model": student}
+
+
 def mean_spread(values) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = list(values)
@@ -242,5 +279,5 @@ def reading(records: list[dict]) -> str:
 
 
 __all__ = ["BATCHES", "EPOCHS", "KD", "N_LABELS", "N_UNLABELED", "SAME_DATA_GRID", "SEEDS", "STUDENT", "TARGETS",
-           "TEACHER", "distill_suite", "distilled_student", "latency_records", "mean_spread", "reading",
-           "same_data_experiment", "scratch_student", "speedups", "summary", "teacher_model", "transfer_experiment"]
+           "TEACHER", "distill_suite", "distilled_student", "latency_records", "mean_spread", "omitted_class_experiment", "reading",
+           "same_data_experiment", "scratch_student", "shift_class_bias", "speedups", "summary", "teacher_model", "transfer_experiment"]
