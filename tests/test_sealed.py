@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from coursekit.cli import main
-from coursekit.grading import build, check_notebook, format_result
+from coursekit.grading import build, check_notebook, format_result, init_course
 from coursekit.grading import kernel as kernels
 from coursekit.grading.key import SealedError, load_key, read_key, validate
 
@@ -335,6 +335,23 @@ def test_ctrl_c_exits_130_with_one_line(course_repo, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert [line for line in err.splitlines() if line.strip()] == ["coursekit check: interrupted"]
+
+
+def test_ctrl_c_during_class_grading_exits_130_and_writes_nothing(course_repo, tmp_path):
+    course = tmp_path / "course"
+    init_course(course, root=course_repo)
+    slow = learner(course_repo, tmp_path, {**RIGHT, "ex1_double": "import time\ndef double(x):\n    time.sleep(60)"})
+    for student in ("ann", "ben"):
+        (course / "submitted" / student / "99_demo").mkdir(parents=True)
+        shutil.copy(slow, course / "submitted" / student / "99_demo" / "99_demo.ipynb")
+    proc = subprocess.Popen([sys.executable, "-m", "coursekit", "grade", str(course), "99_demo", "--jobs", "2"],
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and out == ""
+    assert [line for line in err.splitlines() if line.strip()] == ["coursekit grade: interrupted; nothing was written"]
+    assert not (course / "sealed_grades.csv").exists() and not (course / "feedback_sealed").exists()
 
 
 @pytest.mark.parametrize("content, message", [
