@@ -305,7 +305,10 @@ def grade_sealed(learner_nb_path, instructor_nb_path=None, timeout: float = SEAL
         except BaseException:
             kernels.kill_all_kernels()
             raise
+    suspects = sorted({flag.split(", line ")[0] for flag in result.flags})
     for score in scores:
+        if suspects and score.error and score.error.startswith("no answer was recorded"):
+            score.error += f" (flagged: {'; '.join(suspects[:3])})"
         problems = repaired.problems.get(score.grade_id)
         if problems and score.score < score.max_score:
             score.error = problems[0] + (f" ({score.error})" if score.error and "missing" not in score.error else "")
