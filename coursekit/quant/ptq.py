@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from coursekit._progress import progress_bar
 from coursekit._validate import check_choice, check_int
 from coursekit.quant.fold import fold_batchnorms
 from coursekit.quant.modules import (
@@ -208,13 +209,9 @@ def calibrating_quantizers(model: nn.Module) -> list[FakeQuantizer]:
 def _calibrate(qmodel: nn.Module, calibration_data, progress: bool) -> int:
     n = 0
     iterator = batches(calibration_data)
-    if progress:  # shown on a terminal or in Jupyter only (tqdm's disable=None), on stdout, never stderr
-        import sys
-
-        from tqdm.auto import tqdm
-
+    if progress:  # shown on a terminal or in Jupyter only, on stdout, never stderr
         total = len(calibration_data) if hasattr(calibration_data, "__len__") else None
-        iterator = tqdm(iterator, desc="calibrating", total=total, disable=None, file=sys.stdout)
+        iterator = progress_bar(iterator, desc="calibrating", total=total)
     with torch.no_grad():
         for x in iterator:
             if x.numel() == 0:

@@ -20,13 +20,12 @@ The progress bar (tqdm) writes to stdout, never stderr; it shows only on a termi
 from __future__ import annotations
 
 import inspect
-import sys
 import time
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from coursekit._progress import progress_bar
 from coursekit._validate import check_choice, check_int, check_positive
 from coursekit.metrics import count_correct, evaluate
 from coursekit.train.device import select_device
@@ -143,8 +142,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, epochs: int = 10, lr
                                "seconds")}
     start = time.perf_counter()
     step = 0
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=None if progress else True, file=sys.stdout,
-               unit="epoch")
+    bar = progress_bar(range(1, epochs + 1), desc=desc, enabled=progress, unit="epoch", leave=True)
     for epoch in bar:
         t0 = time.perf_counter()
         _call(callbacks, "before_epoch", model, epoch, opt)
