@@ -133,14 +133,19 @@ def write_feedback(course: Path, assignment: str, grades: list[StudentGrade]) ->
     return written
 
 
-def write_gradebook(course: Path, assignment: str, key: Key, grades: list[StudentGrade]) -> None:
-    """Store the sealed scores in ``COURSE_DIR/gradebook.db`` as manual scores (nbgrader's Gradebook API)."""
+def write_gradebook(course: Path, assignment: str, key: Key, grades: list[StudentGrade],
+                    db_url: str | None = None) -> None:
+    """Store the sealed scores in ``COURSE_DIR/gradebook.db`` (or the database at nbgrader's ``db_url``, e.g.
+    ``postgresql://...``) as manual scores (nbgrader's Gradebook API)."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    db = course / "gradebook.db"
-    if not db.exists():
-        raise FileNotFoundError(f"{db} does not exist: run `nbgrader generate_assignment {assignment}` in {course} first")
-    with Gradebook(f"sqlite:///{db}", course_id=COURSE_ID) as gb, warnings.catch_warnings():
+    if db_url is None:
+        db = course / "gradebook.db"
+        if not db.exists():
+            raise FileNotFoundError(f"{db} does not exist: run `nbgrader generate_assignment {assignment}` in {course} "
+                                    "first")
+        db_url = f"sqlite:///{db}"
+    with Gradebook(db_url, course_id=COURSE_ID) as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy chatter from inside nbgrader's add_submission
         try:
             gb.find_assignment(assignment)
