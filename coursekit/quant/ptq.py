@@ -211,7 +211,7 @@ def _calibrate(qmodel: nn.Module, calibration_data, progress: bool) -> int:
     iterator = batches(calibration_data)
     if progress:  # shown on a terminal or in Jupyter only, on stdout, never stderr
         total = len(calibration_data) if hasattr(calibration_data, "__len__") else None
-        iterator = progress_bar(iterator, desc="calibrating", total=total)
+        iterator = progress_bar(iterator, desc="calibrating", total=total, leave=True)
     with torch.no_grad():
         for x in iterator:
             if x.numel() == 0:
