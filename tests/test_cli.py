@@ -10,7 +10,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = [["doctor"], ["bench"], ["build"], ["check"], ["course"], ["course", "init"], ["drill"],
-               ["quiz"], ["quiz", "stats"], ["quiz", "export"]]
+               ["quiz"], ["quiz", "stats"], ["quiz", "export"], ["grade"]]
 
 
 def coursekit(*args, timeout=600, **env):

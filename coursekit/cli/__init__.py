@@ -3,7 +3,7 @@
     coursekit doctor                     environment + hardware report, what is accelerated here
     coursekit bench --suite basics       a benchmark suite on this machine
     coursekit build [--check]            regenerate student notebooks from solutions/
-    coursekit check NOTEBOOK             autograde one notebook (nbgrader), points per exercise
+    coursekit check NOTEBOOK             sealed autograde of one notebook, points per exercise
     coursekit course init DIR            a standard nbgrader course directory
     coursekit grade COURSE ASSIGNMENT    instructors: sealed grading of a class
     coursekit drill / coursekit quiz     interview practice
