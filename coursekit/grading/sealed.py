@@ -124,6 +124,36 @@ def sealed_test(probe: Callable[[], object], check: Callable[[object], object], 
     return round(fraction * points, 4)
 
 
+def _learner_global(name: str):
+    """A name from the notebook's own namespace (IPython runs cells in ``__main__``)."""
+    import sys
+
+    return getattr(sys.modules.get("__main__"), name, None)
+
+
+def sealed_quiz(ids: Sequence[str], answers: str = "answers"):
+    """The hidden test of a graded quiz cell, one point per question::
+
+        sealed_quiz(["ch00-warmup-iterations", "ch00-amdahl", ...])   # the cell has points=len(ids)
+
+    The probe reads the learner's ``answers`` dict; the check marks each id with the question bank of the process
+    it runs in (the grader's, under ``coursekit check``/``grade``) and returns ``partial``, naming the wrong ones.
+    """
+    ids = list(ids)
+
+    def probe():
+        given = _learner_global(answers)
+        return {"answers": {qid: given.get(qid) for qid in ids} if isinstance(given, dict) else None}
+
+    def check(out):
+        from coursekit.quiz import check_answers
+
+        given = out["answers"] if isinstance(out.get("answers"), dict) else {}
+        return partial([(verdict == "correct", qid) for qid, verdict in check_answers(given, ids).items()])
+
+    return sealed_test(probe, check, points=len(ids))
+
+
 @contextlib.contextmanager
 def forbid(*dotted_names: str, exercise: str = "this exercise") -> Iterator[None]:
     """Inside a probe: make library functions raise while the learner's function runs, so that delegating to the
@@ -244,5 +274,5 @@ def partial(results: Sequence[tuple[bool, str]]) -> tuple[float, str | None]:
     return fraction, ("wrong or missing: " + ", ".join(wrong)) if wrong else None
 
 
-__all__ = ["SEAL_ENV", "collecting", "dumps", "expect_close", "expect_equal", "forbid", "partial", "run_check", "sealed_test",
-           "to_plain"]
+__all__ = ["SEAL_ENV", "collecting", "dumps", "expect_close", "expect_equal", "forbid", "partial", "run_check", "sealed_quiz",
+           "sealed_test", "to_plain"]

@@ -1326,26 +1326,12 @@ expect_equal(isinstance(answers, dict), True, what="answers is a dict mapping qu
 unanswered = [q for q in QUIZ_IDS if answers.get(q) in (None, "")]
 print(f"Not answered yet (0 points each): {unanswered}" if unanswered else "All questions answered; each is scored.")
 ### BEGIN HIDDEN TESTS
-from coursekit.grading.sealed import partial, sealed_test
+from coursekit.grading.sealed import sealed_quiz
 
-# One point per question. Wrong answers caught: any wrong, missing or unreadable answer loses that question's
-# point only. The answers are plain strings/numbers; the check compares them with the bank in the grader's process.
-QUIZ_GRADED = ["ch01-bf16-vs-fp16", "ch01-e4m3-max", "ch01-loss-scaling", "ch01-nf4-why-normal", "ch01-fp4-values",
-               "ch01-binary-weights", "ch01-effective-bits"]
-
-
-def _probe():
-    return {"answers": {qid: answers.get(qid) for qid in QUIZ_GRADED} if isinstance(answers, dict) else {}}
-
-
-def _check(out):
-    from coursekit.quiz import check_answers
-
-    return partial([(verdict == "correct", qid) for qid, verdict in check_answers(out["answers"], QUIZ_GRADED).items()])
-
-
-# The last expression: None with every answer right, else the points earned (nbgrader's partial credit).
-sealed_test(_probe, _check, points=7)
+# One point per question: a wrong, missing or unreadable answer loses that question's point only. The check marks
+# the answers with the bank of the grader's process. The returned number is nbgrader's partial credit.
+sealed_quiz(["ch01-bf16-vs-fp16", "ch01-e4m3-max", "ch01-loss-scaling", "ch01-nf4-why-normal", "ch01-fp4-values",
+             "ch01-binary-weights", "ch01-effective-bits"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
