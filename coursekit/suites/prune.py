@@ -42,7 +42,7 @@ CSR_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 CSR_WIDTH = 1024
 MULTIPLE = 8
 SAME = 0.05  # latency ratios within 5% of 1 read as "the same"
-FINETUNE_EPOCHS = {"full": 10, "fast": 2}
+FINETUNE_EPOCHS = {"full": 10, "fast": 0}  # fast mode: accuracy right after pruning
 MNIST1D_SPARSITY = 0.95
 
 
@@ -57,8 +57,11 @@ def _nm_targets(model, m: int = 4):
             if (layer.weight.numel() // layer.weight.shape[0]) % m == 0]
 
 
-def pruned_variants(model) -> dict:
-    """``{variant: (model with masks or smaller layers, description)}`` for every variant of the suite."""
+QUICK_VARIANTS = ("dense", "unstructured90", "nm2:4", "channel50", "channel50_odd")
+
+
+def pruned_variants(model, only=None) -> dict:
+    """``{variant: model with masks or smaller layers}`` for every variant of the suite (or those in ``only``)."""
     from coursekit import prune
 
     variants = {"dense": copy.deepcopy(model)}
@@ -78,7 +81,7 @@ def pruned_variants(model) -> dict:
         k = prune.kept_count(len(scores), 0.5, MULTIPLE, layer)
         keep[layer] = torch.topk(scores, max(1, k - 1) if k % MULTIPLE == 0 else k).indices.sort().values
     variants["channel50_odd"] = prune.remove_channels(model, keep)
-    return variants
+    return {k: v for k, v in variants.items() if only is None or k in only}
 
 
 def _sizes(model, example, folder: Path, name: str) -> dict:
@@ -96,20 +99,22 @@ def _sizes(model, example, folder: Path, name: str) -> dict:
             "sparsity": prune.sparsity(model)}
 
 
-def benchmark_model(name: str, model, example: torch.Tensor, ctx: SuiteContext, loaders=None) -> list[dict]:
-    """Records for every pruning variant of ``model`` (fine-tuned and evaluated when ``loaders`` are given)."""
+def benchmark_model(name: str, model, example: torch.Tensor, ctx: SuiteContext, loaders=None,
+                    only=None) -> list[dict]:
+    """Records for every pruning variant of ``model`` (or those in ``only``), fine-tuned and evaluated when
+    ``loaders`` are given."""
     from coursekit import prune
     from coursekit.export import ort_session
     from coursekit.train import evaluate, finetune
 
-    variants = pruned_variants(model.eval())
+    variants = pruned_variants(model.eval(), only)
     accuracy, before = {}, {}
     epochs = FINETUNE_EPOCHS["fast" if ctx.fast else "full"]
     if loaders is not None:
         train_loader, _, test_loader = loaders
         for v, m in variants.items():
             before[v] = evaluate(m, test_loader)["accuracy"]
-            if v != "dense":
+            if v != "dense" and epochs:
                 torch.manual_seed(0)
                 finetune(m, train_loader, epochs=epochs, lr=0.01)
             accuracy[v] = evaluate(m.eval(), test_loader)["accuracy"]
@@ -124,10 +129,11 @@ def benchmark_model(name: str, model, example: torch.Tensor, ctx: SuiteContext, 
             calls = {}
             for v in variants:
                 calls[f"{v}|ort"] = bind_call(sessions[v], x)
-                calls[f"{v}|torch"] = bind_call(variants[v], x)
+                if not ctx.fast:  # fast mode times ONNX Runtime only
+                    calls[f"{v}|torch"] = bind_call(variants[v], x)
             with torch.no_grad():
                 stats = measure_latency(calls, repeats=ctx.repeats, warmup=3, threads=ctx.threads,
-                                        budget_s=0.15 if ctx.fast else 4.0)
+                                        budget_s=0.1 if ctx.fast else 1.0)
             for key, s in stats.items():
                 v, runtime = key.split("|")
                 extra = {k: val for k, val in info[v].items() if k != "path"}
@@ -163,7 +169,7 @@ def csr_records(ctx: SuiteContext) -> list[dict]:
             calls[f"csr{s:g}"] = _bind(torch.sparse.mm, sparse[s], xt)
         with torch.no_grad():
             stats = measure_latency(calls, repeats=ctx.repeats, warmup=3, threads=ctx.threads,
-                                    budget_s=0.1 if ctx.fast else 2.0)
+                                    budget_s=0.1 if ctx.fast else 1.0)
         dense = stats["dense"].median_ms
         records.append(make_record("csr_linear", "dense", device="cpu", batch=batch, threads=ctx.threads,
                                    stats=stats["dense"], size_bytes=weight.numel() * 4, sparsity=0.0, speedup=1.0,
@@ -212,7 +218,7 @@ def mnist1d_records(ctx: SuiteContext) -> list[dict]:
     train_loader, _, test_loader = get_loaders("mnist1d", batch_size=100, fast=ctx.fast)
     acc = lambda m: evaluate(m, test_loader)["accuracy"]
     seeds = (0,) if ctx.fast else (0, 1, 2)
-    epochs = 3 if ctx.fast else 20
+    epochs = 1 if ctx.fast else 20
     dense = pretrained("mlp1d", "mnist1d", progress=False, fast=ctx.fast)
     records = [make_record("mnist1d_mlp", "dense", device="cpu", batch=0, threads=ctx.threads, accuracy=acc(dense),
                            seed=0)]
@@ -233,8 +239,8 @@ def mnist1d_records(ctx: SuiteContext) -> list[dict]:
                                        accuracy=acc(m), sparsity=prune.sparsity(m), seed=seed,
                                        finetune_epochs=epochs, **extra))
     r = recipe("mlp1d", "mnist1d", fast=ctx.fast)
-    train_epochs = 5 if ctx.fast else 40
-    rounds, rate = (2, 0.7) if ctx.fast else (4, 0.55)
+    train_epochs = 2 if ctx.fast else 40
+    rounds, rate = (1, 0.8) if ctx.fast else (4, 0.55)
     for seed in seeds:
         seed_everything(seed)
         model = build_model("mlp1d", "mnist1d")
@@ -274,6 +280,16 @@ def prune_suite(ctx: SuiteContext) -> list[dict]:
     return records
 
 
+@register("prune_quick", "the quick part of 'prune' (chapter 04 in fast mode): dense vs 90% unstructured vs 2:4 vs "
+                         "50% channels on the 32x32 conv-heavy model, and the CSR break-even (CPU, ORT + torch)")
+def prune_quick_suite(ctx: SuiteContext) -> list[dict]:
+    if ctx.device != "cpu":
+        raise ValueError("the prune_quick suite measures CPU kernels; use --device cpu")
+    example = torch.randn(1, *CONV_HEAVY_SHAPE, generator=torch.Generator().manual_seed(0))
+    return (benchmark_model("conv_heavy", conv_heavy_model(), example, ctx, only=QUICK_VARIANTS)
+            + csr_records(ctx) + semi_structured_records(ctx))
+
+
 # ----------------------------------------------------------------------------------------------- reading
 def _get(records, model, variant, batch=1, runtime="ort"):
     return next((r for r in records if r["model"] == model and r["variant"] == variant and r["batch"] == batch
@@ -305,6 +321,8 @@ def reading(records: list[dict]) -> str:
             lines.append(f"{model}, batch {batch}, ONNX Runtime (dense {d['latency_ms_median'] * 1e3:.0f} us): "
                          + ", ".join(parts))
         ch50, u90 = _get(records, model, "channel50"), _get(records, model, "unstructured90")
+        if not (ch50 and u90):
+            continue
         lines.append(f"  channel50 does {dense['macs'] / ch50['macs']:.1f}x fewer MACs and runs "
                      f"{ch50['speedup']:.2f}x faster at batch 1: latency falls less than MACs (fixed per-call and "
                      f"per-layer costs, memory traffic)" if ch50['speedup'] < dense['macs'] / ch50['macs'] else
@@ -326,10 +344,12 @@ def reading(records: list[dict]) -> str:
                      f"ONNX {dense['onnx_bytes'] / u90['onnx_gzip_bytes']:.1f}x smaller than the dense file")
         if dense.get("accuracy") is not None:
             acc = ", ".join(f"{v} {_get(records, model, v)['accuracy']:.2%}" for v in
-                            ("unstructured50", "unstructured90", "nm2:4", "channel50", "channel70"))
-            lines.append(f"  accuracy after fine-tuning (dense {dense['accuracy']:.2%}): {acc}; channel50 "
-                         f"changes accuracy by {100 * (ch50['accuracy'] - dense['accuracy']):+.2f} points "
-                         f"({dense.get('finetune_epochs')} fine-tuning epochs)")
+                            ("unstructured50", "unstructured90", "nm2:4", "channel50", "channel70")
+                            if _get(records, model, v))
+            epochs = dense.get("finetune_epochs")
+            when = f"after {epochs} fine-tuning epochs" if epochs else "right after pruning (fast mode: no fine-tuning)"
+            lines.append(f"  accuracy {when} (dense {dense['accuracy']:.2%}): {acc}; channel50 changes accuracy by "
+                         f"{100 * (ch50['accuracy'] - dense['accuracy']):+.2f} points")
     below, above = break_even(records)
     if above is not None:
         lines.append(f"CSR 1024x1024 at batch 1: slower than dense up to {below:.0%} sparsity, faster from "
