@@ -6,6 +6,7 @@
     lowrank.factorize_model(model, ranks={"fc1": 32})         # in place, via coursekit.surgery
 """
 from coursekit.lowrank.conv import factorize_conv, tucker2, tucker2_conv, tucker2_reconstruct
+from coursekit.lowrank.explore import rank_explorer, rank_point
 from coursekit.lowrank.lora import LoRALinear
 from coursekit.lowrank.select import factorize_model, param_cost, select_ranks
 from coursekit.lowrank.svd import (
@@ -21,7 +22,23 @@ from coursekit.lowrank.svd import (
 )
 
 __all__ = [
-    "LoRALinear", "break_even_rank", "check_rank", "energy_kept", "factorize_conv", "factorize_model",
-    "factorized_params", "param_cost", "rank_for_energy", "select_ranks", "singular_values", "svd_factorize",
-    "svd_factors", "truncation_error", "tucker2", "tucker2_conv", "tucker2_reconstruct",
+    "LoRALinear",
+    "break_even_rank",
+    "check_rank",
+    "energy_kept",
+    "factorize_conv",
+    "factorize_model",
+    "factorized_params",
+    "param_cost",
+    "rank_explorer",
+    "rank_for_energy",
+    "rank_point",
+    "select_ranks",
+    "singular_values",
+    "svd_factorize",
+    "svd_factors",
+    "truncation_error",
+    "tucker2",
+    "tucker2_conv",
+    "tucker2_reconstruct",
 ]
