@@ -78,19 +78,20 @@ class TeacherCache:
         self.teacher = teacher
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         self.logits = teacher_logits(teacher, x, batch_size)
-        self._index = {self._key(row): i for i, row in enumerate(x)}
+        self._index = {key: i for i, key in enumerate(self._keys(x))}
         self.hits = self.misses = 0
 
     @staticmethod
-    def _key(row: torch.Tensor) -> bytes:
-        return row.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    def _keys(x: torch.Tensor) -> list[bytes]:
+        arr = x.detach().to("cpu", torch.float32).contiguous().numpy().reshape(len(x), -1)
+        return [row.tobytes() for row in arr]
 
     def __len__(self) -> int:
         return len(self.logits)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        rows = [self._index.get(self._key(r)) for r in x]
+        rows = [self._index.get(key) for key in self._keys(x)]
         out = torch.empty(len(x), self.logits.shape[1])
         known = [i for i, r in enumerate(rows) if r is not None]
         if known:
