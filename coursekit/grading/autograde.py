@@ -5,7 +5,8 @@ the sealed engine (:func:`coursekit.grading.engine.grade_sealed`, exactly what `
 of ``workers`` processes, one grading kernel each. As each submission finishes, its scores go into nbgrader's
 gradebook (``COURSE_DIR/gradebook.db``, or any SQLAlchemy URL nbgrader accepts, e.g.
 ``postgresql://user@host/db`` shared by several graders) as manual scores, so formgrader and ``nbgrader export``
-show them; ``sealed_grades.csv`` and the feedback pages are written as by ``coursekit grade``.
+show them; ``sealed_grades.csv`` and the feedback pages are written as by ``coursekit grade``, and for
+submissions collected from nbgrader's exchange the pages are staged for ``nbgrader release_feedback``.
 
 A submission that cannot be graded at all (not a notebook, a notebook of another chapter, no notebook) is
 *rejected*: its message is reported, and it never overwrites what the gradebook already holds for that student
@@ -17,6 +18,7 @@ number of free cores adds waiting, not speed.
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -169,8 +171,27 @@ def autograde(course_dir, assignment: str, workers: int = 1, db_url: str | None 
     graded = [done[s] for s in submissions]
     fresh = [g.grade for g in graded if not g.kept]  # a kept student's rows and feedback stay as they were
     write_csv(course, assignment, fresh, previous)
-    write_feedback(course, assignment, fresh)
+    stage_feedback(course, assignment, write_feedback(course, assignment, fresh))
     return graded
 
 
-__all__ = ["Graded", "autograde", "grade_submission", "gradebook_url"]
+def stage_feedback(course: Path, assignment: str, pages: list[Path]) -> list[Path]:
+    """Put each sealed feedback page where ``nbgrader release_feedback`` looks (``feedback/STUDENT/A/A.html``,
+    beside the submission's ``timestamp.txt`` and ``submission_secret.txt``), for submissions collected from the
+    exchange; nbgrader's own page there (which can quote hidden tests in tracebacks) is replaced."""
+    staged = []
+    for page in pages:
+        student = page.parent.parent.name
+        submitted = course / "submitted" / student / assignment
+        if not (submitted / "submission_secret.txt").is_file():
+            continue  # not from an exchange: nothing to release
+        target = course / "feedback" / student / assignment
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            shutil.copyfile(submitted / name, target / name)
+        shutil.copyfile(page, target / page.name)
+        staged.append(target / page.name)
+    return staged
+
+
+__all__ = ["Graded", "autograde", "grade_submission", "gradebook_url", "stage_feedback"]
