@@ -121,9 +121,9 @@ def my_magnitude_mask(weight, sparsity):
 w = torch.tensor([[0.1, -0.8, 0.05], [0.3, -0.02, 0.6]])
 expect_equal(my_magnitude_mask(w, 0.5).tolist(), [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]], what="my_magnitude_mask(w, 0.5)",
              wrong={"ranked by the signed value (-0.8 is one of the largest weights): use |w|":
-                    [[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]],
+                    [[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]],
                     "kept the smallest and pruned the largest": [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]})
-# 0.35 * 6 = 2.1 -> 2 entries pruned; 0.25 * 6 = 1.5 -> round half to even gives 2
+# 0.25 * 6 = 1.5 entries: round half to even gives 2 (the two smallest, 0.02 and 0.05)
 expect_equal(my_magnitude_mask(w, 0.25).tolist(), [[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]], what="my_magnitude_mask(w, 0.25)",
              wrong={"k truncated with int(): int(1.5) = 1, round(1.5) = 2": [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]})
 expect_equal(my_magnitude_mask(w, 0.0).tolist(), [[1.0] * 3] * 2, what="my_magnitude_mask(w, 0.0)")
@@ -136,7 +136,7 @@ from coursekit.grading.sealed import expect_equal, forbid, sealed_test
 # k = int(s * n) or ceil(s * n) instead of round(s * n); delegating to coursekit.prune.magnitude_mask or
 # torch.nn.utils.prune (forbidden while the probe runs)
 CASES = [((8, 16), 0.5, 1), ((3, 4, 3, 3), 0.35, 2), ((50,), 0.9, 3), ((6, 5), 0.25, 4), ((7, 7), 0.75, 5),
-         ((10, 3), 0.05, 6), ((4, 4), 1.0, 7), ((20,), 0.0, 8)]
+         ((10, 3), 0.05, 6), ((4, 4), 1.0, 7), ((20,), 0.0, 8), ((5, 5), 0.33, 9), ((10,), 0.25, 10)]
 
 
 def _weights():
@@ -264,7 +264,8 @@ a, b = torch.tensor([0.1, -0.6, 0.05]), torch.tensor([[0.3], [-0.2], [0.4]])
 got = [m.tolist() for m in my_global_masks([a, b], 0.5)]
 expect_equal(got, [[0.0, 1.0, 0.0], [[1.0], [0.0], [1.0]]], what="my_global_masks([a, b], 0.5)", wrong={
     "pruned each tensor separately (layer-wise): one threshold over all tensors is asked":
-        [[0.0, 1.0, 0.0], [[0.0], [0.0], [1.0]]]})
+        [[0.0, 1.0, 0.0], [[0.0], [0.0], [1.0]]],
+    "ranked by the signed value (-0.6 is the largest magnitude): use |w|": [[1.0, 0.0, 0.0], [[1.0], [0.0], [1.0]]]})
 ### BEGIN HIDDEN TESTS
 from coursekit.grading.sealed import expect_equal, forbid, sealed_test  # noqa: F811
 
