@@ -281,9 +281,10 @@ def reading(records: list[dict]) -> str:
         if r["batch"] == 0 and r.get("accuracy_before_finetune") is not None:
             dense = _get(records, r["model"], "dense") or _get(records, r["model"], "fp32")
             loss = 100 * (dense["accuracy"] - r["accuracy"]) if dense else float("nan")
+            side = "below" if loss >= 0 else "above"
             lines.append(f"{r['model']} {r['variant']}: accuracy {r['accuracy_before_finetune']:.1%} before, "
                          f"{r['accuracy']:.1%} after {r['finetune_epochs']} fine-tuning epoch(s) "
-                         f"({loss:+.1f} points below dense {dense['accuracy']:.1%})".replace("+-", "-"))
+                         f"({abs(loss):.1f} points {side} dense {dense['accuracy']:.1%})")
         if r["variant"] == "rank_choice":
             lines.append(f"{r['model']}: the sensitivity scan keeps validation accuracy (within 0.5 points) at rank "
                          f"{r['scan_rank']}, the 90%-energy rule asks for rank {r['energy90_rank']}")
