@@ -585,6 +585,10 @@ expect_close(my_cubic_schedule(15, 0.0, 0.8, 10, 20), 0.7, what="my_cubic_schedu
              wrong={"a linear ramp: the schedule is cubic": 0.4,
                     "cubed the progress instead of the remaining fraction: s_f + (s_i - s_f) * (1 - r^3)": 0.1,
                     "squared instead of cubed": 0.6})
+# a fifth of the way from 0.2 to 0.8: 0.8 - 0.6 * 0.8^3 = 0.4928
+expect_close(my_cubic_schedule(12, 0.2, 0.8, 10, 20), 0.4928, what="my_cubic_schedule(12, 0.2, 0.8, 10, 20)",
+             wrong={"initial and final swapped": 0.5072, "(1 - r^3) instead of (1 - r)^3": 0.2048,
+                    "a linear ramp": 0.32, "squared instead of cubed": 0.416})
 expect_close(my_cubic_schedule(5, 0.1, 0.8, 10, 20), 0.1, what="before begin",
              wrong={"no clamp before begin: the formula overshoots": 0.8 - 0.7 * 1.5 ** 3})
 expect_close(my_cubic_schedule(30, 0.1, 0.8, 10, 20), 0.8, what="after end",
