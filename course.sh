@@ -32,6 +32,12 @@ setup() {
 case "$action" in
   lab)
     setup
+    if [ "$(id -u)" = 0 ] && [[ " $* " != *" --allow-root "* ]]; then
+      # Jupyter refuses to start as root ("Running as root is not recommended"): e.g. a container's default user
+      echo "course.sh: warning: running JupyterLab as root (passing --allow-root). Better: run as a normal user" \
+           "(useradd -m learner && su learner -c 'bash course.sh lab')." >&2
+      set -- --allow-root "$@"
+    fi
     exec "$VENV/bin/jupyter" lab notebooks/00_measuring.ipynb "$@"
     ;;
   test)
