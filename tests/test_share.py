@@ -114,6 +114,18 @@ def test_encode_model_round_trips_exactly_and_counts_bytes():
     assert parts["dense_fp32"] / parts["total"] > 10
 
 
+def test_magnitude_prune_per_layer_rates_match_torch_prune():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(40, 20), nn.ReLU(), nn.Linear(20, 10))
+    w0 = model[0].weight.detach().clone()
+    reached = share.magnitude_prune(model, {"0": 0.75, "2": 0.5})
+    assert reached == {"0": 0.75, "2": 0.5}
+    kept = w0.abs() > w0.abs().flatten().kthvalue(600).values  # the 200 largest of 800 survive
+    assert torch.equal(model[0].weight != 0, kept)
+    with pytest.raises(ValueError, match="sparsity\\['2'\\]"):
+        share.magnitude_prune(model, {"2": 1.5})
+
+
 def test_relative_index_fillers_for_long_gaps():
     w = torch.zeros(200)
     w[[0, 3, 150, 199]] = torch.tensor([1.0, 2.0, 1.0, 2.0])

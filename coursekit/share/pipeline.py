@@ -28,17 +28,25 @@ from coursekit.share import huffman
 from coursekit.surgery import WEIGHT_LAYER_TYPES, named_layers
 
 
-def magnitude_prune(model: nn.Module, sparsity: float, layers: list[str] | None = None) -> dict[str, float]:
+def magnitude_prune(model: nn.Module, sparsity: float | dict[str, float], layers: list[str] | None = None
+                    ) -> dict[str, float]:
     """Zero the ``sparsity`` fraction of smallest-magnitude weights of each layer (Han et al., NeurIPS 2015), via
-    ``torch.nn.utils.prune.l1_unstructured`` made permanent; returns the sparsity reached per layer."""
-    sparsity = check_probability("sparsity", sparsity)
+    ``torch.nn.utils.prune.l1_unstructured`` made permanent; returns the sparsity reached per layer.
+
+    ``sparsity`` is one fraction for every layer in ``layers`` (default: every Linear/Conv), or a dict
+    ``{layer name: fraction}`` (Deep Compression prunes the small last layer of LeNet-300-100 less: Table 2)."""
     found = dict(named_layers(model, WEIGHT_LAYER_TYPES))
+    if isinstance(sparsity, dict):
+        rates = {name: check_probability(f"sparsity[{name!r}]", r) for name, r in sparsity.items()}
+    else:
+        rate = check_probability("sparsity", sparsity)
+        rates = dict.fromkeys(layers if layers is not None else list(found), rate)
     out = {}
-    for name in (layers if layers is not None else list(found)):
+    for name, rate in rates.items():
         if name not in found:
             raise ValueError(f"layer {name!r} is not a Linear/Conv of the model; choose from {sorted(found)}")
         layer = found[name]
-        prune.l1_unstructured(layer, "weight", amount=sparsity)
+        prune.l1_unstructured(layer, "weight", amount=rate)
         prune.remove(layer, "weight")
         out[name] = float((layer.weight == 0).float().mean())
     return out
