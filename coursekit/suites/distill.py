@@ -200,7 +200,15 @@ def latency_records(models: dict, ctx: SuiteContext, batches=BATCHES) -> list[di
 def distill_suite(ctx: SuiteContext) -> list[dict]:
     if ctx.device != "cpu":
         raise ValueError("the distill suite trains and times on CPU (the models are tiny); use --device cpu")
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(ctx.threads)
+    try:
+        return _run(ctx)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(ctx: SuiteContext) -> list[dict]:
     records = []
     models = None
     for seed in SEEDS:

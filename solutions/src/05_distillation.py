@@ -244,7 +244,7 @@ def distillation_loss(student_logits, teacher_logits, targets, T, alpha):
 s1, t1, y1 = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0986123, 0.0]]), torch.tensor([0])
 kl = 0.75 * torch.log(torch.tensor(0.75 / 0.5)) + 0.25 * torch.log(torch.tensor(0.25 / 0.5))
 expect_close(float(distillation_loss(s1, t1, y1, 1.0, 1.0)), float(kl), what="soft term alone at T=1", rtol=1e-4,
-             wrong={"KL direction swapped: KL(student || teacher)": 0.1438})
+             wrong={"KL direction swapped: you computed KL(student || teacher)": 0.143841})
 expect_close(float(distillation_loss(s1, t1, y1, 1.0, 0.0)), 0.693147, what="hard term alone (CE of [0,0], label 0)",
              rtol=1e-4)
 ### BEGIN HIDDEN TESTS
@@ -360,8 +360,10 @@ loss = distill_step(vis_student, vis_teacher, opt, vis_x, vis_y, 4.0, 0.9)
 expect_equal(type(loss).__name__, "float", what="type of distill_step's result",
              wrong={"you returned the loss tensor: return loss.item()": "Tensor"})
 expect_equal(vis_teacher.training, False, what="teacher.training after distill_step",
-             wrong={"the teacher was left in train mode: call teacher.eval()": True})
-expect_equal(bool(torch.equal(w_before, vis_student[1].weight)), False, what="did the student's weights change?")
+             wrong={"the teacher is still in train mode: call .eval() on the teacher before running it": True})
+moved = not torch.equal(w_before, vis_student[1].weight)
+expect_equal(moved, True, what="did the student's weights change after one step?",
+             wrong={"nothing moved: zero the gradients BEFORE backward(), then call optimizer.step()": False})
 ### BEGIN HIDDEN TESTS
 import torch
 from torch import nn
@@ -541,7 +543,9 @@ torch.manual_seed(1)
 reg = nn.Linear(32, 64)
 fs, ft = torch.randn(8, 32), torch.randn(8, 64)
 expect_close(float(hint_loss(fs, ft, reg)), float(((reg(fs) - ft) ** 2).mean()), what="hint_loss value", rtol=1e-5,
-             wrong={"sum instead of mean": float(((reg(fs) - ft) ** 2).sum())})
+             wrong={"sum instead of mean": float(((reg(fs) - ft) ** 2).sum()),
+                    "1/2 x mean: the exercise asks for the plain mean squared error": float(((reg(fs) - ft) ** 2).mean() / 2),
+                    "absolute instead of squared error": float((reg(fs) - ft).abs().mean())})
 ft_leaf = ft.clone().requires_grad_(True)
 hint_loss(fs, ft_leaf, reg).backward()
 expect_equal(ft_leaf.grad is None, True, what="no gradient reaches the teacher features",
@@ -743,10 +747,12 @@ def choose_t_alpha(results):
 # Visible tests: a made-up grid where train, validation and test disagree
 toy = [{"T": 1.0, "alpha": 0.5, "train_accuracy": 0.99, "val_accuracy": 0.60, "test_accuracy": 0.58},
        {"T": 4.0, "alpha": 0.9, "train_accuracy": 0.80, "val_accuracy": 0.66, "test_accuracy": 0.61},
-       {"T": 2.0, "alpha": 1.0, "train_accuracy": 0.85, "val_accuracy": 0.64, "test_accuracy": 0.65}]
+       {"T": 2.0, "alpha": 1.0, "train_accuracy": 0.85, "val_accuracy": 0.64, "test_accuracy": 0.65},
+       {"T": 8.0, "alpha": 0.5, "train_accuracy": 0.70, "val_accuracy": 0.55, "test_accuracy": 0.50}]
 expect_equal(choose_t_alpha(toy), (4.0, 0.9), what="choose_t_alpha(toy)",
              wrong={"you chose on the test set: that number is then no longer an honest estimate": (2.0, 1.0),
-                    "you chose on the training accuracy (the labelled rows the student was fitted to)": (1.0, 0.5)})
+                    "you chose on the training accuracy (the labelled rows the student was fitted to)": (1.0, 0.5),
+                    "you took the LOWEST validation accuracy": (8.0, 0.5)})
 chosen = choose_t_alpha(grid_results)
 print(f"chosen on validation: T={chosen[0]:g}, alpha={chosen[1]:g}")
 ### BEGIN HIDDEN TESTS
