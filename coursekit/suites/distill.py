@@ -9,7 +9,8 @@ Two settings, each over ``SEEDS`` (mean and spread):
   ``N_UNLABELED`` unlabelled inputs that the teacher labels softly (``coursekit.train.transfer``). Baseline: the
   same student trained on the labels alone. Target: the distilled student gains >= 8 points.
 * **(b) same data** (``same_data_experiment``): student and distilled student both see the full labelled training
-  split; several (T, alpha). Whether distillation helps here is reported as measured (often it does not).
+  split; several (T, alpha); on MNIST-1D and on the digits (LeNet teacher, 21,408 parameters, vs an MLP with 16
+  hidden units, 1,210). Whether distillation helps here is reported as measured (often it does not).
 
 Latency: teacher and student exported to ONNX and timed in ONNX Runtime at batch 1 and 256 (``latency_records``).
 Targets: the student >= 1.5x faster at batch 1 and >= 5x at batch 256. ``reading`` says whether each gain exceeds
@@ -31,6 +32,9 @@ from coursekit.suites import SuiteContext, register
 TEACHER = ("cnn1d", {"channels": 64})
 STUDENT = ("mlp1d", {"hidden": 32})
 DATASET = "mnist1d"
+# (teacher, student) per dataset; digits (same-data setting only): LeNet 21,408 vs an MLP with one hidden layer of
+# 16 units, 1,210 parameters (17.7x fewer).
+PAIRS = {"mnist1d": (TEACHER, STUDENT), "digits": (("lenet", {}), ("mlp", {"hidden": (16,)}))}
 N_LABELS, N_UNLABELED = 800, 8000
 SEEDS = (0, 1, 2)
 KD = {"T": 2.0, "alpha": 1.0, "lr": 3e-3, "batch_size": 128}
@@ -45,11 +49,12 @@ def _fast(fast):
     return fast_mode() if fast is None else bool(fast)
 
 
-def teacher_model(seed: int = 0, fast: bool | None = None, progress: bool = False):
-    """The cached reference teacher (``coursekit.train.pretrained``), eval mode on CPU."""
+def teacher_model(seed: int = 0, fast: bool | None = None, progress: bool = False, dataset: str = DATASET):
+    """The cached reference teacher of ``dataset`` (``coursekit.train.pretrained``), eval mode on CPU."""
     from coursekit.train import pretrained
 
-    return pretrained(TEACHER[0], DATASET, seed=seed, fast=_fast(fast), progress=progress, **TEACHER[1])
+    name, kwargs = PAIRS[dataset][0]
+    return pretrained(name, dataset, seed=seed, fast=_fast(fast), progress=progress, **kwargs)
 
 
 def _loader(dataset, batch_size: int, seed: int) -> DataLoader:
@@ -57,28 +62,30 @@ def _loader(dataset, batch_size: int, seed: int) -> DataLoader:
 
 
 def scratch_student(dataset, *, seed: int = 0, epochs: int = 150, lr: float = 3e-3, tag: str = "labels",
-                    fast: bool | None = None, progress: bool = False):
-    """The student trained with cross-entropy on ``dataset`` alone (cached)."""
+                    fast: bool | None = None, progress: bool = False, dataset_name: str = DATASET):
+    """The student of ``dataset_name`` trained with cross-entropy on ``dataset`` alone (cached)."""
     from coursekit.train import fit
     from coursekit.train.distill import cached_student
 
     recipe = {"kind": "scratch", "data": tag, "n": len(dataset), "epochs": epochs, "lr": lr, "batch_size": 64}
-    return cached_student(STUDENT[0], DATASET, recipe, lambda m: fit(
+    name, kwargs = PAIRS[dataset_name][1]
+    return cached_student(name, dataset_name, recipe, lambda m: fit(
         m, _loader(dataset, 64, seed), epochs=epochs, lr=lr, device="cpu", progress=progress,
-        desc="student (labels)"), seed=seed, fast=fast, **STUDENT[1])
+        desc="student (labels)"), seed=seed, fast=fast, **kwargs)
 
 
 def distilled_student(dataset, teacher, *, seed: int = 0, T: float = KD["T"], alpha: float = KD["alpha"],
                       epochs: int = 30, lr: float = KD["lr"], tag: str = "transfer", fast: bool | None = None,
-                      progress: bool = False):
+                      progress: bool = False, dataset_name: str = DATASET):
     """The student distilled from ``teacher`` on ``dataset`` (rows labelled ``UNLABELED`` get soft targets only)."""
     from coursekit.train.distill import cached_student, distill
 
     recipe = {"kind": "kd", "data": tag, "n": len(dataset), "teacher": teacher.checkpoint_info.get("file"),
               "T": T, "alpha": alpha, "epochs": epochs, "lr": lr, "batch_size": KD["batch_size"]}
-    return cached_student(STUDENT[0], DATASET, recipe, lambda m: distill(
+    name, kwargs = PAIRS[dataset_name][1]
+    return cached_student(name, dataset_name, recipe, lambda m: distill(
         m, teacher, _loader(dataset, KD["batch_size"], seed), T=T, alpha=alpha, epochs=epochs, lr=lr,
-        device="cpu", progress=progress, desc=f"distill T={T}"), seed=seed, fast=fast, **STUDENT[1])
+        device="cpu", progress=progress, desc=f"distill T={T}"), seed=seed, fast=fast, **kwargs)
 
 
 def _accuracy(model, dataset) -> float:
@@ -105,25 +112,29 @@ def transfer_experiment(seed: int = 0, fast: bool | None = None, n_labels: int =
             "models": {"teacher": teacher, "scratch": scratch, "distilled": kd}}
 
 
-def same_data_experiment(seed: int = 0, fast: bool | None = None, grid=None, progress: bool = False) -> dict:
+def same_data_experiment(seed: int = 0, fast: bool | None = None, grid=None, progress: bool = False,
+                         dataset: str = DATASET) -> dict:
     """Setting (b) for one seed: student with CE vs distilled students on the same labelled training split.
 
-    ``grid``: (T, alpha) pairs; default ``SAME_DATA_GRID`` (``SAME_DATA_GRID_FAST`` in fast mode)."""
+    ``grid``: (T, alpha) pairs; default ``SAME_DATA_GRID`` (``SAME_DATA_GRID_FAST`` in fast mode). ``dataset``:
+    "mnist1d" or "digits" (its own teacher/student pair, ``PAIRS``)."""
     from coursekit.data import load_dataset
 
     fast = _fast(fast)
     grid = grid or (SAME_DATA_GRID_FAST if fast else SAME_DATA_GRID)
     mode = "fast" if fast else "full"
-    train = load_dataset(DATASET, "train", seed=seed, fast=fast)
-    test = load_dataset(DATASET, "test", seed=seed, fast=fast)
-    teacher = teacher_model(0, fast)
+    train = load_dataset(dataset, "train", seed=seed, fast=fast)
+    test = load_dataset(dataset, "test", seed=seed, fast=fast)
+    # digits' test split depends on the seed: its teacher is trained on the same seed's split (no test leak);
+    # MNIST-1D's test set is fixed, so one teacher (seed 0) serves every seed.
+    teacher = teacher_model(seed if dataset == "digits" else 0, fast, dataset=dataset)
     epochs = EPOCHS["same"][mode]
     out = {"seed": seed, "teacher": _accuracy(teacher, test),
            "scratch": _accuracy(scratch_student(train, seed=seed, epochs=epochs, tag="same", fast=fast,
-                                                progress=progress), test)}
+                                                progress=progress, dataset_name=dataset), test)}
     for T, alpha in grid:
         model = distilled_student(train, teacher, seed=seed, T=T, alpha=alpha, epochs=epochs, tag="same",
-                                  fast=fast, progress=progress)
+                                  fast=fast, progress=progress, dataset_name=dataset)
         out[f"T={T:g},alpha={alpha:g}"] = _accuracy(model, test)
     return out
 
@@ -218,12 +229,13 @@ def _run(ctx: SuiteContext) -> list[dict]:
         for variant in ("teacher", "scratch", "distilled"):
             records.append(make_record("transfer", variant, device="cpu", batch=None, threads=ctx.threads,
                                        accuracy=r[variant], seed=seed, kind="accuracy"))
-    for seed in SEEDS:
-        r = same_data_experiment(seed, ctx.fast, progress=ctx.progress)
-        for variant, acc in r.items():
-            if variant != "seed":
-                records.append(make_record("same_data", variant, device="cpu", batch=None, threads=ctx.threads,
-                                           accuracy=acc, seed=seed, kind="accuracy"))
+    for dataset, setting in (("mnist1d", "same_data"), ("digits", "same_data_digits")):
+        for seed in SEEDS:
+            r = same_data_experiment(seed, ctx.fast, progress=ctx.progress, dataset=dataset)
+            for variant, acc in r.items():
+                if variant != "seed":
+                    records.append(make_record(setting, variant, device="cpu", batch=None, threads=ctx.threads,
+                                               accuracy=acc, seed=seed, kind="accuracy"))
     records += latency_records({"teacher": models["teacher"], "student": models["distilled"]}, ctx)
     return records
 
@@ -266,11 +278,13 @@ def reading(records: list[dict]) -> str:
                      f"{s['accuracy']:.1%} ± {s['spread']:.1%}; distilled {d['accuracy']:.1%} ± {d['spread']:.1%} "
                      f"({s['seeds']} seeds): {gain:+.1f} pt, {_verdict(gain, spread)} "
                      f"(target +{TARGETS['gain_pt']:.0f} pt: {met}).")
-    same = [(v, r) for (m, v), r in rows.items() if m == "same_data" and v not in ("teacher", "scratch")]
-    if same:
-        base = rows[("same_data", "scratch")]
-        lines.append(f"(b) same data: student with labels {base['accuracy']:.1%} ± {base['spread']:.1%}; "
-                     f"teacher {rows[('same_data', 'teacher')]['accuracy']:.1%}.")
+    for setting, label in (("same_data", "MNIST-1D"), ("same_data_digits", "digits")):
+        same = [(v, r) for (m, v), r in rows.items() if m == setting and v not in ("teacher", "scratch")]
+        if not same:
+            continue
+        base = rows[(setting, "scratch")]
+        lines.append(f"(b) same data, {label}: student with labels {base['accuracy']:.1%} ± {base['spread']:.1%}; "
+                     f"teacher {rows[(setting, 'teacher')]['accuracy']:.1%}.")
         for v, r in same:
             gain = 100 * (r["accuracy"] - base["accuracy"])
             spread = 100 * max(base["spread"], r["spread"])
@@ -290,6 +304,6 @@ def reading(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BATCHES", "EPOCHS", "KD", "N_LABELS", "N_UNLABELED", "SAME_DATA_GRID", "SAME_DATA_GRID_FAST", "SEEDS", "STUDENT", "TARGETS",
+__all__ = ["BATCHES", "EPOCHS", "KD", "N_LABELS", "N_UNLABELED", "PAIRS", "SAME_DATA_GRID", "SAME_DATA_GRID_FAST", "SEEDS", "STUDENT", "TARGETS",
            "TEACHER", "distill_suite", "distilled_student", "latency_records", "mean_spread", "omitted_class_experiment", "reading",
            "same_data_experiment", "scratch_student", "shift_class_bias", "speedups", "summary", "teacher_model", "transfer_experiment"]
