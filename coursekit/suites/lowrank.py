@@ -283,9 +283,9 @@ def reading(records: list[dict]) -> str:
         if above:
             r = above[0]
             dense = next(d for d in records if d["model"] == model and d["factorization"] == "dense")
-            lines.append(f"  rank {r['rank']} is above the break-even rank {r['break_even_rank']}: more parameters "
-                         f"than the dense layer ({r['params']:,} vs {dense['params']:,}), so it cannot pay; its "
-                         "speedups above show it")
+            lines.append(f"  rank {r['rank']} is above the break-even rank {r['break_even_rank']}: no fewer "
+                         f"parameters than the dense layer ({r['params']:,} vs {dense['params']:,}), so any speedup "
+                         "it shows above is not from saved work")
     slow = [r for r in records if r.get("speedup") and r["factorization"] != "dense" and r["speedup"] < 1 - SAME
             and not (r.get("break_even_rank") and r["rank"] > r["break_even_rank"])]
     if slow:
