@@ -46,7 +46,6 @@ c.JupyterHub.authenticator_class = "dummy"
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = os.environ["COURSEKIT_TEST_HOMES"] + "/{username}"
 c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = int(os.environ["COURSEKIT_TEST_PORT"])
 c.JupyterHub.hub_port = int(os.environ["COURSEKIT_TEST_HUB_PORT"])
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:" + os.environ["COURSEKIT_TEST_PROXY_API_PORT"]
 c.ConfigurableHTTPProxy.command = [os.environ["COURSEKIT_TEST_CHP"]]
@@ -88,10 +87,10 @@ def run(cwd: Path, env: dict, *args: str) -> str:
 
 
 class Hub:
-    def __init__(self, tmp: Path, course: Path, exchange: Path):
+    def __init__(self, tmp: Path, course: Path, exchange: Path, ports: dict | None = None):
         assert CHP.exists(), f"{CHP} is missing: run `npm ci` in {ROOT} (.ci/run does)"
         self.tmp, self.token = tmp, secrets.token_hex(16)
-        self.ports = {k: free_port() for k in ("proxy", "hub", "api", "service")}
+        self.ports = {k: free_port() for k in ("proxy", "hub", "api", "service")} | (ports or {})
         (tmp / "state").mkdir()
         (tmp / "config.py").write_text(TEST_CONFIG)
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -99,7 +98,7 @@ class Hub:
                     "COURSEKIT_COURSE_DIR": str(course), "COURSEKIT_EXCHANGE": str(exchange),
                     "COURSEKIT_INSTRUCTORS": INSTRUCTOR, "COURSEKIT_STUDENTS": ",".join(STUDENTS),
                     "COURSEKIT_SERVICE_PORT": str(self.ports["service"]), "COURSEKIT_TEST_HOMES": str(tmp / "home"),
-                    "COURSEKIT_TEST_PORT": str(self.ports["proxy"]), "COURSEKIT_TEST_HUB_PORT": str(self.ports["hub"]),
+                    "COURSEKIT_HUB_PORT": str(self.ports["proxy"]), "COURSEKIT_TEST_HUB_PORT": str(self.ports["hub"]),
                     "COURSEKIT_TEST_PROXY_API_PORT": str(self.ports["api"]), "COURSEKIT_TEST_CHP": str(CHP),
                     "COURSEKIT_TEST_STATE": str(tmp / "state"), "COURSEKIT_TEST_TOKEN": self.token,
                     "COURSEKIT_FAST": "1"}
@@ -114,7 +113,11 @@ class Hub:
                 stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             signal.signal(signal.SIGINT, saved)
-        self.wait(lambda: self.api("get", "/users").status_code == 200, 120, "the hub to answer")
+        try:
+            self.wait(lambda: self.api("get", "/users", timeout=5).status_code == 200, 120, "the hub to answer")
+        except BaseException:
+            self.stop()
+            raise
 
     def logs(self) -> str:
         self.log.flush()
@@ -123,17 +126,18 @@ class Hub:
     def wait(self, ready, seconds: float, what: str):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the hub exited ({self.proc.returncode}):\n{self.logs()}"
+            if self.proc.poll() is not None:
+                pytest.fail(f"the hub exited ({self.proc.returncode}):\n{self.logs()}")
             try:
                 if ready():
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.5)
         pytest.fail(f"timed out waiting for {what}:\n{self.logs()}")
 
     def api(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
-        return requests.request(method, f"{self.url}/hub/api{path}", timeout=60,
+        return requests.request(method, f"{self.url}/hub/api{path}", timeout=kw.pop("timeout", 60),
                                 headers={"Authorization": f"token {token or self.token}"}, **kw)
 
     def spawn(self, user: str) -> str:
@@ -151,6 +155,8 @@ class Hub:
                                 headers={"Authorization": f"token {token}"}, **kw)
 
     def stop(self):
+        if self.log.closed:
+            return
         self.proc.send_signal(signal.SIGTERM)  # the hub stops the servers, the service and the proxy it started
         try:
             self.proc.wait(60)
@@ -262,3 +268,16 @@ def test_hub_release_submit_autograde_feedback_export(tmp_path):
                 p.kill()
     assert not alive, f"still running after the hub stopped: {alive}"
     assert not [p for p in ports if listening(p)], "ports still listening"
+
+
+def test_a_hub_port_in_use_stops_the_hub_with_a_message(tmp_path):
+    course, exchange = tmp_path / "course", tmp_path / "exchange"
+    init_course(course)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(pytest.fail.Exception, match=r"the hub exited \(1\)") as failure:
+            Hub(tmp_path, course, exchange, ports={"proxy": port})
+    message = f"port {port} (COURSEKIT_HUB_PORT) is in use by another program: stop it, or set COURSEKIT_HUB_PORT"
+    assert message in str(failure.value)

@@ -9,6 +9,10 @@ authenticator and spawner on top with ``load_subconfig``:
     COURSEKIT_INSTRUCTORS  comma-separated hub user names of the graders (group formgrade-coursekit)
     COURSEKIT_STUDENTS     comma-separated hub user names of the students (group nbgrader-coursekit)
     COURSEKIT_SERVICE_PORT the loopback port of the course service (default 9999)
+    COURSEKIT_HUB_PORT     the port users open (the proxy's public port; default 8000)
+
+A port that another program already listens on stops the hub with a message naming it (configurable-http-proxy
+would otherwise start beside that program, and requests would reach either).
 
 What a real set-up needs, each found in a run of the whole cycle (see README.md beside this file):
 
@@ -19,6 +23,7 @@ What a real set-up needs, each found in a run of the whole cycle (see README.md 
 * nbgrader runs ``alembic`` from PATH: this interpreter's bin folder is put first on every server's PATH.
 """
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -36,10 +41,28 @@ def course_settings(env=os.environ) -> dict:
     names = lambda key: [n.strip() for n in env.get(key, "").split(",") if n.strip()]
     return {"course": str(Path(course).resolve()), "exchange": env.get("COURSEKIT_EXCHANGE", "/srv/nbgrader/exchange"),
             "instructors": names("COURSEKIT_INSTRUCTORS"), "students": names("COURSEKIT_STUDENTS"),
-            "service_port": int(env.get("COURSEKIT_SERVICE_PORT", "9999"))}
+            "service_port": int(env.get("COURSEKIT_SERVICE_PORT", "9999")),
+            "hub_port": int(env.get("COURSEKIT_HUB_PORT", "8000"))}
+
+
+def port_in_use(port: int) -> bool:
+    """Something listens on ``port`` (loopback), or the port cannot be bound on all interfaces."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return True
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return True
+    return False
 
 
 S = course_settings()
+for _name, _port in (("COURSEKIT_HUB_PORT", S["hub_port"]), ("COURSEKIT_SERVICE_PORT", S["service_port"])):
+    if port_in_use(_port):
+        raise SystemExit(f"port {_port} ({_name}) is in use by another program: stop it, or set {_name} to a free "
+                         "port; the hub was not started")
 Path(S["exchange"]).mkdir(parents=True, exist_ok=True)
 os.chmod(S["exchange"], 0o777)  # nbgrader's exchange: everybody writes inbound/, reads outbound/
 PATH = BIN + os.pathsep + os.environ.get("PATH", "")
@@ -47,6 +70,7 @@ PATH = BIN + os.pathsep + os.environ.get("PATH", "")
 USER_CONFIG = HERE / "user_config"
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
+c.JupyterHub.port = S["hub_port"]
 c.JupyterHub.load_groups = {
     f"formgrade-{COURSE_ID}": {"users": S["instructors"]},
     f"nbgrader-{COURSE_ID}": {"users": S["students"]},
