@@ -193,3 +193,16 @@ def test_attention_transfer_by_hand():
     assert attention_transfer_loss(t[:, [1, 0, 2, 3, 4, 5, 6, 7]], t).item() < 1e-6   # channel order irrelevant
     with pytest.raises(ValueError, match="spatial"):
         attention_transfer_loss(torch.randn(2, 3, 5), torch.randn(2, 3, 6))
+
+
+def test_explore_entropy_and_class_similarity():
+    from coursekit.distill.explore import class_similarity, entropy_bits
+
+    assert entropy_bits(torch.tensor([[1.0, 0.0, 0.0, 0.0]])).item() == pytest.approx(0.0, abs=1e-6)
+    assert entropy_bits(torch.full((1, 8), 1 / 8)).item() == pytest.approx(3.0)
+    logits = _logits(20, b=9, c=3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 1])
+    sim = class_similarity(logits, labels, T=2.0)
+    p = torch.softmax(logits / 2.0, 1)
+    for c in range(3):
+        assert torch.allclose(sim[c], p[labels == c].mean(0), atol=1e-6)

@@ -163,3 +163,11 @@ def test_transfer_set_sizes_and_omitted_class():
     assert 3 not in o["labeled"].y.tolist() and 3 not in o["unlabeled"].true_y.tolist()
     with pytest.raises(ValueError, match="omit_class"):
         transfer_set(200, 100, omit_class=10)
+
+
+def test_distill_records_a_teacher_switched_from_train_mode():
+    teacher = Counting().train()
+    with pytest.warns(UserWarning, match="eval mode"):
+        hist = distill(_student(), teacher, DataLoader(_data(8), batch_size=4), epochs=1, progress=False,
+                       device="cpu")
+    assert hist["teacher_was_training"] is True and not teacher.training
