@@ -886,7 +886,9 @@ result = run_suite("lowrank_latency", fast=FAST, progress=False)
 print(reading(result["records"]))
 
 # %% [markdown]
-# How to read it: the break-even rank bounds what *can* pay; the measured speedup says what *does*. A layer of
+# How to read it: the break-even rank bounds what *can* pay; the measured speedup says what *does*. Speedups are
+# ratios of medians; where another program disturbed the medians, the reading adds the ratio of the fastest
+# samples ("min-to-min"), which measures the work itself, and you should rerun on a quieter machine. A layer of
 # width 256 at batch 1 is too small for the saved arithmetic to beat the cost of a second operator, and in torch
 # eager the per-layer overhead usually makes a factorized layer *slower* however few FLOPs it has. Wide layers in
 # a graph runtime (ONNX Runtime) are where low-rank pays; at batch 64 the GEMMs are compute-bound and the FLOP
