@@ -16,7 +16,7 @@ from coursekit.suites.lowrank import _time, reading
 
 
 def test_registered():
-    assert "lowrank" in list_suites()
+    assert "lowrank" in list_suites() and "lowrank_latency" in list_suites()
 
 
 def test_latency_records_cover_runtimes_batches_and_speedups(tmp_path: Path):
