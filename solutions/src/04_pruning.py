@@ -911,7 +911,8 @@ print("Exercise 7 passed")
 # 50% widths minus one channel, on the digits LeNet (fine-tuned, with accuracy) and on a 32x32 conv-heavy LeNet
 # (latency on random inputs); a 1024x1024 CSR matmul against dense from 50% to 99% sparsity; 2:4 kernels when a
 # CUDA GPU is present; gradual vs one-shot pruning and lottery tickets on MNIST-1D. This is the chapter's long
-# cell (one to two minutes on a laptop: it fine-tunes every variant and trains the lottery tickets). In fast mode
+# cell: a few minutes on 2 cores (about 4 minutes measured on a busy 2-core machine), because it fine-tunes every
+# LeNet variant for 10 epochs and trains the lottery tickets (3 seeds x 5 trainings). In fast mode
 # (grading) it runs the `prune_quick` suite instead: the conv-heavy model and the CSR break-even, with small
 # timing budgets, so treat those latencies as rough. The reading below is generated from the numbers.
 
