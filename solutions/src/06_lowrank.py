@@ -71,8 +71,11 @@ print(f"reference MLP 64-300-100-10: {sum(p.numel() for p in model.parameters())
 #
 # $$\lVert W - W_r \rVert_F = \sqrt{\textstyle\sum_{i>r} \sigma_i^2}, \qquad \lVert W - W_r \rVert_2 = \sigma_{r+1}.$$
 #
-# So the spectrum tells, before touching the model, how much a rank costs. A trained layer's spectrum decays much
-# faster than that of a random matrix of the same shape and scale: training puts structure into the weights.
+# So the spectrum tells, before touching the model, how much a rank costs. Compare a trained layer's spectrum with
+# that of a random matrix of the same shape and scale: where the trained one falls faster, training has put
+# low-rank structure into the weights. How much depends on the layer (read the printout under the figure: a
+# first layer that reads raw pixels can be close to random), and the energy is only a proxy: section 2 asks the
+# model itself.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
@@ -889,9 +892,9 @@ print(reading(result["records"]))
 # How to read it: the break-even rank bounds what *can* pay; the measured speedup says what *does*. Speedups are
 # ratios of medians; where another program disturbed the medians, the reading adds the ratio of the fastest
 # samples ("min-to-min"), which measures the work itself, and you should rerun on a quieter machine. A layer of
-# width 256 at batch 1 is too small for the saved arithmetic to beat the cost of a second operator, and in torch
-# eager the per-layer overhead usually makes a factorized layer *slower* however few FLOPs it has. Wide layers in
-# a graph runtime (ONNX Runtime) are where low-rank pays; at batch 64 the GEMMs are compute-bound and the FLOP
+# width 256 at batch 1 is too small for the saved arithmetic to beat the cost of a second operator: look for it in
+# the "does not pay" line (typically in torch eager, whose per-layer overhead is the largest). Wide layers, and a
+# graph runtime (ONNX Runtime), are where low-rank pays; at batch 64 the GEMMs are compute-bound and the FLOP
 # ratio shows more directly. Weight sharing, by contrast, saves *bytes*, not time: the k-means model still runs
 # dense float32 matmuls after decoding (a lookup kernel would be needed to run it from the codebook).
 #
@@ -899,8 +902,8 @@ print(reading(result["records"]))
 #
 # * **Factorizing tiny layers.** Below a few hundred features, or at a rank near $mn/(m+n)$, the factorized
 #   pair is as big and slower; the suite's 256-wide layer shows it.
-# * **Counting FLOPs instead of measuring.** A 4x FLOP reduction can be 0.7x in torch eager and 2-3x in ONNX
-#   Runtime on the same CPU; measure in the runtime you ship.
+# * **Counting FLOPs instead of measuring.** The same 4x FLOP reduction can make a small layer slower in torch
+#   eager and a wide one several times faster in ONNX Runtime on the same CPU; measure in the runtime you ship.
 # * **Choosing the rank by energy alone.** 90% of the energy can ask for far more rank than the accuracy needs (or,
 #   in a sensitive layer, too little); scan the accuracy, then fine-tune.
 # * **Forgetting index storage in codebook sizes.** A 4-bit codebook model is not "8x smaller than FP32": add the
