@@ -1051,24 +1051,10 @@ answers = {
 unanswered = [qid for qid in QUIZ_IDS if not isinstance(answers, dict) or qid not in answers]
 print("not answered yet: " + ", ".join(unanswered) if unanswered else "all questions answered")
 ### BEGIN HIDDEN TESTS
-from coursekit.grading.sealed import partial, sealed_test  # noqa: F811 (each hidden section stands alone)
+from coursekit.grading.sealed import sealed_quiz
 
-IDS = ["ch04-cubic-schedule", "ch04-csr-overhead", "ch04-2-4-storage", "ch04-global-risks"]  # the check runs
-# without the learner's globals, so the ids are repeated here
-
-
-def _probe():
-    return {"answers": answers}
-
-
-def _check(out):
-    from coursekit.quiz import check_answers
-
-    given = out["answers"] if isinstance(out["answers"], dict) else {}
-    return partial([(verdict == "correct", qid) for qid, verdict in check_answers(given, IDS).items()])
-
-
-sealed_test(_probe, _check, points=4)  # last expression: nbgrader reads a returned number as partial credit
+# one point per question; the returned number is nbgrader's partial credit
+sealed_quiz(["ch04-cubic-schedule", "ch04-csr-overhead", "ch04-2-4-storage", "ch04-global-risks"])
 ### END HIDDEN TESTS
 
 # %% [markdown]

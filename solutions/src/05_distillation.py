@@ -1020,24 +1020,11 @@ answers = {
 unanswered = [qid for qid in QUIZ_IDS if not isinstance(answers, dict) or qid not in answers]
 print("not answered yet: " + ", ".join(unanswered) if unanswered else "all questions answered")
 ### BEGIN HIDDEN TESTS
-from coursekit.grading.sealed import partial, sealed_test
+from coursekit.grading.sealed import sealed_quiz
 
-IDS = ["ch05-soft-targets", "ch05-t-squared", "ch05-kl-div-torch", "ch05-teacher-eval-mode",
-       "ch05-unlabelled-data", "ch05-softmax-t2", "ch05-temperature-facts"]  # again: the check runs without the learner's globals
-
-
-def _probe():
-    return {"answers": answers}
-
-
-def _check(out):
-    from coursekit.quiz import check_answers
-
-    given = out["answers"] if isinstance(out["answers"], dict) else {}
-    return partial([(verdict == "correct", qid) for qid, verdict in check_answers(given, IDS).items()])
-
-
-sealed_test(_probe, _check, points=7)  # last expression: nbgrader reads a returned number as partial credit
+# one point per question; the returned number is nbgrader's partial credit
+sealed_quiz(["ch05-soft-targets", "ch05-t-squared", "ch05-kl-div-torch", "ch05-teacher-eval-mode",
+            "ch05-unlabelled-data", "ch05-softmax-t2", "ch05-temperature-facts"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
