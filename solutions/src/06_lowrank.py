@@ -979,7 +979,7 @@ sealed_test(_probe, _check, points=7)  # last expression: nbgrader reads a retur
 # ## Summary
 #
 # * The truncated SVD is the best rank-$r$ approximation; its error is the discarded spectrum (Eckart-Young), and a
-#   trained layer's spectrum decays much faster than a random one's.
+#   trained layer's spectrum can fall faster than a random one's (check it per layer).
 # * Choose ranks by a sensitivity scan (energy is a cheap first guess), then fine-tune.
 # * Factorizing saves parameters only below $r < mn/(m+n)$, and saves *time* only where the runtime and the layer
 #   size let the smaller GEMMs win: wide layers, graph runtimes; not tiny layers in eager mode.
