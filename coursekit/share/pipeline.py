@@ -21,8 +21,8 @@ import struct
 
 import torch
 from torch import nn
-from torch.nn.utils import prune
 
+from coursekit import prune
 from coursekit._validate import check_int, check_probability
 from coursekit.share import huffman
 from coursekit.surgery import WEIGHT_LAYER_TYPES, named_layers
@@ -30,8 +30,9 @@ from coursekit.surgery import WEIGHT_LAYER_TYPES, named_layers
 
 def magnitude_prune(model: nn.Module, sparsity: float | dict[str, float], layers: list[str] | None = None
                     ) -> dict[str, float]:
-    """Zero the ``sparsity`` fraction of smallest-magnitude weights of each layer (Han et al., NeurIPS 2015), via
-    ``torch.nn.utils.prune.l1_unstructured`` made permanent; returns the sparsity reached per layer.
+    """Zero the ``sparsity`` fraction of smallest-magnitude weights of each layer (Han et al., NeurIPS 2015) with
+    ``coursekit.prune.magnitude_prune``, made permanent at once (``coursekit.prune.remove``), so the weights are
+    plain tensors for weight sharing; returns the sparsity reached per layer. Retrain with ``PruningMask``.
 
     ``sparsity`` is one fraction for every layer in ``layers`` (default: every Linear/Conv), or a dict
     ``{layer name: fraction}`` (Deep Compression prunes the small last layer of LeNet-300-100 less: Table 2)."""
@@ -46,14 +47,15 @@ def magnitude_prune(model: nn.Module, sparsity: float | dict[str, float], layers
         if name not in found:
             raise ValueError(f"layer {name!r} is not a Linear/Conv of the model; choose from {sorted(found)}")
         layer = found[name]
-        prune.l1_unstructured(layer, "weight", amount=rate)
+        prune.magnitude_prune(layer, "weight", amount=rate)
         prune.remove(layer, "weight")
         out[name] = float((layer.weight == 0).float().mean())
     return out
 
 
 class PruningMask:
-    """Callback for ``coursekit.train.fit``: re-zero the pruned weights after every optimizer step."""
+    """Callback for ``coursekit.train.fit``: re-zero the pruned weights after every optimizer step (for weights
+    pruned permanently by ``magnitude_prune``; ``coursekit.prune``'s own masks need no callback)."""
 
     def __init__(self, model: nn.Module):
         self.masks = {n: (m.weight != 0) for n, m in named_layers(model, WEIGHT_LAYER_TYPES)}
