@@ -166,3 +166,20 @@ def test_unsupported_layer_type_is_named():
         lowrank.svd_factorize(nn.Conv2d(3, 3, 1), 1, name="fc")
     with pytest.raises(TypeError, match="Conv1d"):
         lowrank.factorize_conv(nn.Conv1d(3, 3, 1), 1)
+
+
+def test_select_ranks_with_a_latency_cost_table():
+    # a measured-latency budget: any cost(name, layer, rank) works; here a fake table, 1 ms per 8 ranks + 1 ms
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
+    with torch.no_grad():  # layer "2" has a fast-decaying spectrum, so the greedy should cut it first
+        net[2].weight.copy_(torch.randn(64, 2) @ torch.randn(2, 64) + 0.01 * torch.randn(64, 64))
+
+    def latency_ms(name, layer, rank):
+        return 1.0 + rank / 8
+
+    ranks = lowrank.select_ranks(net, budget=8.0, cost=latency_ms)
+    assert sum(latency_ms(n, None, r) for n, r in ranks.items()) <= 8.0
+    assert ranks["2"] < ranks["0"]
+    with pytest.raises(ValueError, match="budget"):
+        lowrank.select_ranks(net, budget=1.0, cost=latency_ms)
