@@ -146,3 +146,20 @@ def test_relative_index_fillers_for_long_gaps():
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_huffman_total_equals_the_sum_of_merged_weights():
+    # an independent identity: the coded length is the sum of the weights of all internal nodes of the tree
+    import heapq
+
+    g = torch.Generator().manual_seed(7)
+    for k in (2, 3, 5, 16, 40):
+        counts = {s: int(c) for s, c in enumerate(torch.randint(1, 1000, (k,), generator=g))}
+        heap = list(counts.values())
+        heapq.heapify(heap)
+        total = 0
+        while len(heap) > 1:
+            merged = heapq.heappop(heap) + heapq.heappop(heap)
+            total += merged
+            heapq.heappush(heap, merged)
+        assert huffman.coded_bits(counts) == total
