@@ -955,24 +955,11 @@ answers = {
 unanswered = [qid for qid in QUIZ_IDS if not isinstance(answers, dict) or qid not in answers]
 print("not answered yet: " + ", ".join(unanswered) if unanswered else "all questions answered")
 ### BEGIN HIDDEN TESTS
-from coursekit.grading.sealed import partial, sealed_test  # noqa: F811 (hidden section: its own imports)
+from coursekit.grading.sealed import sealed_quiz
 
-IDS = ["ch06-frobenius-error", "ch06-break-even-rank", "ch06-linear-to-two", "ch06-lora-relation",
-       "ch06-kmeans-ratio", "ch06-centroid-finetune", "ch06-deep-compression"]  # again: the check runs alone
-
-
-def _probe():
-    return {"answers": answers}
-
-
-def _check(out):
-    from coursekit.quiz import check_answers
-
-    given = out["answers"] if isinstance(out["answers"], dict) else {}
-    return partial([(verdict == "correct", qid) for qid, verdict in check_answers(given, IDS).items()])
-
-
-sealed_test(_probe, _check, points=7)  # last expression: nbgrader reads a returned number as partial credit
+# one point per question; the returned number is nbgrader's partial credit
+sealed_quiz(["ch06-frobenius-error", "ch06-break-even-rank", "ch06-linear-to-two", "ch06-lora-relation",
+            "ch06-kmeans-ratio", "ch06-centroid-finetune", "ch06-deep-compression"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
