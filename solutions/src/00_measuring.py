@@ -13,6 +13,8 @@
 # 6. the roofline of your machine: which kernels are limited by memory and which by arithmetic,
 # 7. Amdahl's law: why speeding up one part of a model speeds up the whole by less.
 #
+# Run the notebook cell by cell (Shift+Enter): "Run All" stops at the first exercise you have not answered yet,
+# as in any nbgrader course.
 # Exercises are marked **Exercise**; write your code where it says `YOUR CODE HERE`, then run the test cell below it.
 # A failing test tells you what it expected and what your code returned. `coursekit check
 # notebooks/00_measuring.ipynb` grades the whole notebook (hidden tests included) from a terminal.

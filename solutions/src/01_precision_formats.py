@@ -20,6 +20,8 @@
 # subnormal numbers slow your CPU down. The last sections go to the edges: flush-to-zero, the 16 values of FP4
 # E2M1, and binary networks that replace multiply-adds by XNOR and popcount.
 #
+# Run the notebook cell by cell (Shift+Enter): "Run All" stops at the first exercise you have not answered yet,
+# as in any nbgrader course.
 # Exercises are marked **Exercise**; write your code where it says `YOUR CODE HERE`, then run the test cell below it.
 # `coursekit check notebooks/01_precision_formats.ipynb` grades the whole notebook (hidden tests included).
 

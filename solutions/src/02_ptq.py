@@ -19,6 +19,8 @@
 # 6. dynamic vs static vs weight-only quantization: where the activation scale comes from;
 # 7. how far PTQ goes (INT8 vs INT4 vs INT2), judged beyond top-1: per-class accuracy and agreement with FP32.
 #
+# Run the notebook cell by cell (Shift+Enter): "Run All" stops at the first exercise you have not answered yet,
+# as in any nbgrader course.
 # Exercises are marked **Exercise**; write your code where it says `YOUR CODE HERE`, then run the test cell below it.
 # A failing test tells you what it expected, what your code returned and, for the usual mistakes, which one you
 # made. `coursekit check notebooks/02_ptq.ipynb` grades the whole notebook (hidden tests included) from a terminal.

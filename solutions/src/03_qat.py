@@ -20,6 +20,8 @@
 # 8. the accuracy-vs-bits curve of PTQ and QAT on your machine, and what QAT costs,
 # 9. the converted model running in ONNX Runtime.
 #
+# Run the notebook cell by cell (Shift+Enter): "Run All" stops at the first exercise you have not answered yet,
+# as in any nbgrader course.
 # Exercises are marked **Exercise**; write your code where it says `YOUR CODE HERE`, then run the test cell below it.
 # `coursekit check notebooks/03_qat.ipynb` grades the whole notebook (hidden tests included) from a terminal.
 

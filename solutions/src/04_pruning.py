@@ -17,6 +17,8 @@
 # 6. sparse storage formats (CSR, bitmask, N:M) with exact byte counts, and where they break even;
 # 7. lottery tickets: a winning ticket vs random re-initialisation, measured.
 #
+# Run the notebook cell by cell (Shift+Enter): "Run All" stops at the first exercise you have not answered yet,
+# as in any nbgrader course.
 # Exercises are marked **Exercise**; write your code where it says `YOUR CODE HERE`, then run the test cell below
 # it. `coursekit check notebooks/04_pruning.ipynb` grades the whole notebook (hidden tests included).
 

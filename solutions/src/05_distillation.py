@@ -20,6 +20,8 @@
 # 8. choosing $T$ and $\alpha$ on validation data, a student under a parameter budget, and the speed the student
 #    buys in ONNX Runtime on your machine.
 #
+# Run the notebook cell by cell (Shift+Enter): "Run All" stops at the first exercise you have not answered yet,
+# as in any nbgrader course.
 # Exercises are marked **Exercise**; write your code where it says `YOUR CODE HERE`, then run the test cell below it.
 # `coursekit check notebooks/05_distillation.ipynb` grades the whole notebook (hidden tests included) from a terminal.
 

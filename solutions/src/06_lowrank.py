@@ -18,6 +18,8 @@
 # 6. k-means weight sharing, its centroid fine-tuning, and linear INT4 / NF4 at the same bit width,
 # 7. Huffman coding with exact bit counts, and the whole Deep Compression pipeline with every byte counted.
 #
+# Run the notebook cell by cell (Shift+Enter): "Run All" stops at the first exercise you have not answered yet,
+# as in any nbgrader course.
 # Exercises are marked **Exercise**; write your code where it says `YOUR CODE HERE`, then run the test cell below it.
 # `coursekit check notebooks/06_lowrank.ipynb` grades the whole notebook (hidden tests included) from a terminal.
 
