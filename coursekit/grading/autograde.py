@@ -32,6 +32,7 @@ from coursekit.grading.classgrade import (
     _failed,
     _grade_one,
     _submissions,
+    assignment_source,
     read_csv,
     write_csv,
     write_feedback,
@@ -124,15 +125,8 @@ def autograde(course_dir, assignment: str, workers: int = 1, db_url: str | None 
               students: list[str] | None = None, timeout: float = SEALED_CELL_TIMEOUT_S,
               progress: Callable[[Graded], None] | None = None) -> list[Graded]:
     """Grade every submission of ``assignment`` in ``workers`` processes into the gradebook; see the module doc."""
-    course = Path(course_dir)
-    if not course.is_dir():
-        raise FileNotFoundError(f"COURSE_DIR {str(course)!r} is not a directory (make one with `coursekit course init`)")
+    course, source = assignment_source(course_dir, assignment)
     workers = check_int("workers", workers, min_value=1)
-    source = course / "source" / assignment / f"{assignment}.ipynb"
-    if not source.exists():
-        known = sorted(p.name for p in (course / "source").iterdir()) if (course / "source").is_dir() else []
-        raise FileNotFoundError(f"ASSIGNMENT {assignment!r}: no {source}; assignments in this course: "
-                                f"{', '.join(known) or 'none'}")
     url = gradebook_url(course, db_url)
     ensure_scripts_on_path()  # nbgrader's Gradebook runs `alembic` on a new database
     _check_gradebook(url, assignment)

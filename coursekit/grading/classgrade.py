@@ -170,20 +170,26 @@ def write_gradebook(course: Path, assignment: str, key: Key, grades: list[Studen
         gb.db.commit()
 
 
-def grade_course(course_dir, assignment: str, students: list[str] | None = None,
-                 timeout: float = SEALED_CELL_TIMEOUT_S, jobs: int = 1, gradebook: bool = False,
-                 progress: Callable[[StudentGrade], None] | None = None) -> list[StudentGrade]:
-    """Grade every submission of ``assignment`` (or only ``students``) with the sealed engine; write the CSV, the
-    feedback pages and, with ``gradebook``, the gradebook. Returns the grades in student order."""
+def assignment_source(course_dir, assignment: str) -> tuple[Path, Path]:
+    """``(course folder, source/ASSIGNMENT/ASSIGNMENT.ipynb)``; an error naming what is missing otherwise."""
     course = Path(course_dir)
     if not course.is_dir():
         raise FileNotFoundError(f"COURSE_DIR {str(course)!r} is not a directory (make one with `coursekit course init`)")
-    jobs = check_int("jobs", jobs, min_value=1)
     source = course / "source" / assignment / f"{assignment}.ipynb"
     if not source.exists():
         known = sorted(p.name for p in (course / "source").iterdir()) if (course / "source").is_dir() else []
         raise FileNotFoundError(f"ASSIGNMENT {assignment!r}: no {source}; assignments in this course: "
                                 f"{', '.join(known) or 'none'}")
+    return course, source
+
+
+def grade_course(course_dir, assignment: str, students: list[str] | None = None,
+                 timeout: float = SEALED_CELL_TIMEOUT_S, jobs: int = 1, gradebook: bool = False,
+                 progress: Callable[[StudentGrade], None] | None = None) -> list[StudentGrade]:
+    """Grade every submission of ``assignment`` (or only ``students``) with the sealed engine; write the CSV, the
+    feedback pages and, with ``gradebook``, the gradebook. Returns the grades in student order."""
+    course, source = assignment_source(course_dir, assignment)
+    jobs = check_int("jobs", jobs, min_value=1)
     key = load_key(source)
     submissions = _submissions(course, assignment, students)
     previous = read_csv(course)
