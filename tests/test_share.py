@@ -1,5 +1,6 @@
 """coursekit.share against scikit-learn's KMeans, autograd, hand-computed Huffman trees and a byte round trip."""
 import math
+import random
 
 import pytest
 import torch
@@ -163,3 +164,18 @@ def test_huffman_total_equals_the_sum_of_merged_weights():
             total += merged
             heapq.heappush(heap, merged)
         assert huffman.coded_bits(counts) == total
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_huffman_total_bits_equal_a_reference_implementation(seed):
+    """Any two Huffman codes for the same counts have the same total length (ties change the tree, not the
+    total): compare with dahuffman, a maintained implementation, on random count tables. dahuffman always adds an
+    end-of-file symbol unless that symbol is already in the table, so one of ours plays that role."""
+    import dahuffman  # test-only reference (dev extra)
+
+    rng = random.Random(seed)
+    counts = {symbol: rng.randint(1, 500) for symbol in range(rng.randint(2, 40))}
+    table = dahuffman.HuffmanCodec.from_frequencies(counts, eof=0).get_code_table()
+    reference_bits = sum(counts[s] * table[s][0] for s in counts)
+    assert huffman.coded_bits(counts) == reference_bits
+    assert set(table) == set(counts)
