@@ -183,3 +183,68 @@ def test_autograde_into_postgresql_gradebook(course_repo, tmp_path, capsys, post
             "GROUP BY s.student_id")).all()
     engine.dispose()
     assert {student: float(total) for student, total in rows} == {"alice": 0.0, "amy": 8.0, "bob": 10.0, "dave": 0.0}
+
+
+# --- who submitted: the hub's identity (coursekit.grading.identity) through nbgrader's own exchange -------------
+
+def exchange_submit(course: Path, exchange: Path, home: Path, hub_user: str, student_id: str, answers) -> None:
+    """``hub_user``'s server (key from the hub) fetches and submits under ``student_id`` with nbgrader's exchange."""
+    from coursekit.grading.identity import user_key
+
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COURSEKIT_IDENTITY_USER": hub_user,
+           "COURSEKIT_IDENTITY_KEY": user_key(SECRET, hub_user), "JUPYTER_CONFIG_PATH": str(home)}
+    (home / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.course_id = 'coursekit'\nc.Exchange.root = {str(exchange)!r}\n"
+        f"c.CourseDirectory.student_id = {student_id!r}\n"  # what a student can change in their own config
+        "c.ExchangeFactory.submit = 'coursekit.grading.identity.IdentitySubmit'\n")
+    for args in (["fetch_assignment", "99_demo"], ["submit", "99_demo"]):
+        if args[0] == "submit":
+            nb = nbformat.read(home / "99_demo" / "99_demo.ipynb", as_version=4)
+            for c in nb.cells:
+                c.source = answers.get(c.get("metadata", {}).get("nbgrader", {}).get("grade_id"), c.source)
+            nbformat.write(nb, home / "99_demo" / "99_demo.ipynb")
+        done = subprocess.run([str(BIN / "nbgrader"), *args], cwd=home, env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert done.returncode == 0 and "[ERROR]" not in done.stderr, done.stderr[-2000:]
+
+
+SECRET = b"shared by the hub and the grader only"
+
+
+def test_a_submission_filed_under_another_students_id_is_rejected(course_repo, tmp_path, capsys, monkeypatch):
+    course, exchange = tmp_path / "course", tmp_path / "exchange"
+    init_course(course, root=course_repo)
+    exchange.mkdir()
+    xargs = [f"--Exchange.root={exchange}", "--CourseDirectory.course_id=coursekit"]
+    nbgrader(course, "generate_assignment", "99_demo", "--force")
+    nbgrader(course, "release_assignment", "99_demo", "--force", *xargs)
+    exchange_submit(course, exchange, tmp_path / "bob", "bob", "bob", RIGHT)
+    exchange_submit(course, exchange, tmp_path / "amy", "amy", "amy", WRONG_DOUBLE)
+    nbgrader(course, "collect", "99_demo", *xargs)
+    assert (course / "submitted" / "bob" / "99_demo" / "coursekit_identity.json").is_file()  # collect carries it
+    secret_file = tmp_path / "identity_secret"
+    secret_file.write_bytes(SECRET)
+    code, out = run_autograde(capsys, course, "--identity-secret-file", str(secret_file))
+    assert code == 0 and "rejected 0" in out, out
+    assert exported(course) == {"amy": (8.0, 10.0), "bob": (10.0, 10.0)}
+
+    # alice sets her nbgrader student id to bob's and submits a blank notebook from her own server; carol's
+    # notebook is put in submitted/ by hand (no identity)
+    exchange_submit(course, exchange, tmp_path / "alice", "alice", "bob", {})
+    submit(course, course_repo, "carol", RIGHT)
+    nbgrader(course, "collect", "99_demo", "--update", *xargs)
+    monkeypatch.setenv("COURSEKIT_IDENTITY_SECRET", SECRET.decode())  # the environment serves as well as the file
+    code, out = run_autograde(capsys, course)
+    assert code == 1 and "graded 1 submission(s), rejected 2" in out, out
+    assert "bob: 0/10" in out and "REJECTED, gradebook unchanged: submitted from alice's server under bob's id" in out
+    assert "carol: 0/10" in out and "REJECTED (recorded as 0): no coursekit_identity.json" in out, out
+    assert exported(course) == {"amy": (8.0, 10.0), "bob": (10.0, 10.0), "carol": (0.0, 10.0)}
+    with open(course / "sealed_grades.csv", newline="") as f:
+        totals = {r["student"]: float(r["score"]) for r in csv.DictReader(f) if r["exercise"] == "(total)"}
+    assert totals == {"amy": 8.0, "bob": 10.0, "carol": 0.0}
+
+    # without a secret nothing is checked (behaviour unchanged): alice's blank notebook now counts for bob
+    monkeypatch.delenv("COURSEKIT_IDENTITY_SECRET")
+    code, out = run_autograde(capsys, course, "--student", "bob")
+    assert code == 0 and exported(course)["bob"] == (0.0, 10.0), out

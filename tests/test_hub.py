@@ -5,7 +5,9 @@ Only the authenticator (DummyAuthenticator) and the spawner (SimpleLocalProcessS
 instructor and four students get servers from the hub; chapter 00 is released; each student fetches and submits
 through their own server's nbgrader API (blank, partial, full, and an attack that appends to IPython's
 ``input_transformers_cleanup`` so no later cell, hidden tests included, would run in plain nbgrader); the
-instructor collects, runs the sealed ``coursekit course autograde``, releases feedback and exports grades.
+instructor collects, runs the sealed ``coursekit course autograde``, releases feedback and exports grades. A fifth
+student then sets her nbgrader student id to another student's and submits for her: the hub-signed identity
+(coursekit.grading.identity) names both, the submission is rejected, and the other student's grade stays.
 
 Expected grades come from the instructor notebook's points (chapter 00: 2+3+2+3+2+7 = 19; the partial student
 answers Exercise 1 only, worth 2). Afterwards no process the hub started is alive and no port it used listens.
@@ -36,6 +38,8 @@ BIN = Path(sys.executable).parent
 A = "00_measuring"
 COURSE_ID = "coursekit"
 INSTRUCTOR, STUDENTS = "grace", ("alice", "bob", "carol", "mallory")
+INTRUDER = "eve"  # a student who sets her nbgrader student id to carol's and submits for her
+IDENTITY_SECRET = secrets.token_hex(32)  # shared by the hub and the grader (coursekit.grading.identity)
 ATTACK = "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])"
 pytestmark = pytest.mark.slow
 
@@ -96,12 +100,12 @@ class Hub:
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
                     "COURSEKIT_DEPLOY_CONFIG": str(DEPLOY / "jupyterhub_config.py"),
                     "COURSEKIT_COURSE_DIR": str(course), "COURSEKIT_EXCHANGE": str(exchange),
-                    "COURSEKIT_INSTRUCTORS": INSTRUCTOR, "COURSEKIT_STUDENTS": ",".join(STUDENTS),
+                    "COURSEKIT_INSTRUCTORS": INSTRUCTOR, "COURSEKIT_STUDENTS": ",".join((*STUDENTS, INTRUDER)),
                     "COURSEKIT_SERVICE_PORT": str(self.ports["service"]), "COURSEKIT_TEST_HOMES": str(tmp / "home"),
                     "COURSEKIT_HUB_PORT": str(self.ports["proxy"]), "COURSEKIT_TEST_HUB_PORT": str(self.ports["hub"]),
                     "COURSEKIT_TEST_PROXY_API_PORT": str(self.ports["api"]), "COURSEKIT_TEST_CHP": str(CHP),
                     "COURSEKIT_TEST_STATE": str(tmp / "state"), "COURSEKIT_TEST_TOKEN": self.token,
-                    "COURSEKIT_FAST": "1"}
+                    "COURSEKIT_FAST": "1", "COURSEKIT_IDENTITY_SECRET": IDENTITY_SECRET}
         self.url = f"http://127.0.0.1:{self.ports['proxy']}"
         self.log = (tmp / "hub.log").open("w")
         saved = signal.getsignal(signal.SIGINT)  # an ignored SIGINT (a background CI shell) would be inherited,
@@ -177,7 +181,7 @@ def test_hub_release_submit_autograde_feedback_export(tmp_path):
     course, exchange = tmp_path / "course", tmp_path / "exchange"
     init_course(course)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COURSEKIT_EXCHANGE": str(exchange),
-           "JUPYTER_CONFIG_PATH": str(DEPLOY / "user_config")}
+           "JUPYTER_CONFIG_PATH": str(DEPLOY / "user_config"), "COURSEKIT_IDENTITY_SECRET": IDENTITY_SECRET}
     exchange.mkdir()
     os.chmod(exchange, 0o777)
     run(course, env, str(BIN / "nbgrader"), "generate_assignment", A, "--force")
@@ -187,7 +191,7 @@ def test_hub_release_submit_autograde_feedback_export(tmp_path):
     started: list[psutil.Process] = []
     ports = set(hub.ports.values())
     try:
-        tokens = {user: hub.spawn(user) for user in (INSTRUCTOR, *STUDENTS)}
+        tokens = {user: hub.spawn(user) for user in (INSTRUCTOR, *STUDENTS, INTRUDER)}
         for user in tokens:
             hub.wait(lambda u=user: hub.ready(u), 240, f"{user}'s server")
             url = hub.api("get", f"/users/{user}").json()["servers"][""]["url"]
@@ -250,6 +254,25 @@ def test_hub_release_submit_autograde_feedback_export(tmp_path):
         for user, text in feedback.items():
             assert not [line for line in hidden if line in text], user
             assert "BEGIN HIDDEN" not in text
+
+        # eve sets her nbgrader student id to carol's in her own folder and submits a blank notebook for carol:
+        # nbgrader files it under carol, the hub's identity says it came from eve's server, carol's grade stays
+        r = hub.server(INTRUDER, tokens[INTRUDER], "post", "/assignments/fetch",
+                       data={"course_id": COURSE_ID, "assignment_id": A})
+        assert r.status_code == 200 and A in r.text, r.text[:500]
+        config = "c = get_config()\nc.CourseDirectory.student_id = 'carol'\n"
+        put = hub.server(INTRUDER, tokens[INTRUDER], "put", "/api/contents/nbgrader_config.py",
+                         json={"type": "file", "format": "text", "content": config})
+        assert put.status_code in (200, 201), put.text
+        r = hub.server(INTRUDER, tokens[INTRUDER], "post", "/assignments/submit",
+                       data={"course_id": COURSE_ID, "assignment_id": A})
+        assert r.status_code == 200 and '"success": false' not in r.text, r.text[:1000]
+        assert len([p for p in (exchange / COURSE_ID / "inbound").iterdir() if p.name.startswith("carol+")]) == 2
+        run(course, env, str(BIN / "nbgrader"), "collect", "--update", A)
+        done = subprocess.run([str(BIN / "coursekit"), "course", "autograde", A, "--course", str(course), "--student",
+                               "carol"], cwd=course, env=env, capture_output=True, text=True, timeout=600, check=False)
+        out = done.stdout + done.stderr
+        assert done.returncode == 1 and "REJECTED, gradebook unchanged: submitted from eve's server under carol's id" in out, out
 
         run(course, env, str(BIN / "nbgrader"), "export")
         with open(course / "grades.csv", newline="") as f:

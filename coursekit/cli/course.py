@@ -45,6 +45,10 @@ def add_parser(subparsers) -> None:
     auto.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
     auto.add_argument("--timeout", type=positive_number("seconds", "--timeout 300"), default=SEALED_CELL_TIMEOUT_S,
                       metavar="S", help=f"time limit per cell in seconds (default {SEALED_CELL_TIMEOUT_S})")
+    auto.add_argument("--identity-secret-file", default=None, metavar="PATH",
+                      help="the hub's identity secret (default: $COURSEKIT_IDENTITY_SECRET_FILE or "
+                           "$COURSEKIT_IDENTITY_SECRET): reject submissions not proved to come from the student "
+                           "they are filed under; without a secret identities are not checked")
     auto.set_defaults(func=run_autograde, interrupted="grades already stored in the gradebook stay there")
 
 
@@ -58,6 +62,7 @@ def run_init(args) -> int:
 
 def run_autograde(args) -> int:
     from coursekit.grading.autograde import autograde
+    from coursekit.grading.identity import load_secret
 
     def show(g) -> None:
         r = g.result
@@ -71,7 +76,7 @@ def run_autograde(args) -> int:
         print(f"{g.student}: {r.score:g}/{r.max_score:g} in {r.seconds:.1f} s{note}", flush=True)
 
     graded = autograde(args.course, args.assignment, workers=args.workers, db_url=args.db, students=args.student,
-                       timeout=args.timeout, progress=show)
+                       timeout=args.timeout, progress=show, identity_secret=load_secret(args.identity_secret_file))
     rejected = sum(g.rejected for g in graded)
     print(f"graded {len(graded) - rejected} submission(s), rejected {rejected}; scores are in the gradebook "
           f"(formgrader, nbgrader export), {args.course}/sealed_grades.csv and {args.course}/feedback_sealed/")

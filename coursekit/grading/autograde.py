@@ -12,6 +12,10 @@ A submission that cannot be graded at all (not a notebook, a notebook of another
 *rejected*: its message is reported, and it never overwrites what the gradebook already holds for that student
 (a first submission that is rejected is recorded as 0 with the message, so formgrader lists the student).
 
+With the hub's identity secret (``identity_secret``; see :mod:`coursekit.grading.identity`), a submission whose
+``coursekit_identity.json`` is missing or does not prove the student id it is filed under (e.g. "submitted from
+alice's server under bob's id") is rejected the same way, without being graded. Without a secret nothing is checked.
+
 Worker processes help only with spare cores: each submission runs one kernel at a time, so ``workers`` beyond the
 number of free cores adds waiting, not speed.
 """
@@ -41,6 +45,7 @@ from coursekit.grading.classgrade import (
 from coursekit.grading.config import COURSE_ID, SEALED_CELL_TIMEOUT_S
 from coursekit.grading.course import ensure_scripts_on_path
 from coursekit.grading.engine import grade_sealed
+from coursekit.grading.identity import verify
 from coursekit.grading.key import load_key
 from coursekit.grading.result import CheckResult
 
@@ -123,7 +128,7 @@ def _check_gradebook(url: str, assignment: str) -> None:
 
 def autograde(course_dir, assignment: str, workers: int = 1, db_url: str | None = None,
               students: list[str] | None = None, timeout: float = SEALED_CELL_TIMEOUT_S,
-              progress: Callable[[Graded], None] | None = None) -> list[Graded]:
+              progress: Callable[[Graded], None] | None = None, identity_secret: bytes | None = None) -> list[Graded]:
     """Grade every submission of ``assignment`` in ``workers`` processes into the gradebook; see the module doc."""
     course, source = assignment_source(course_dir, assignment)
     workers = check_int("workers", workers, min_value=1)
@@ -150,8 +155,12 @@ def autograde(course_dir, assignment: str, workers: int = 1, db_url: str | None 
     pool = ProcessPoolExecutor(max_workers=min(workers, len(submissions)),
                                mp_context=multiprocessing.get_context("spawn"))
     try:
+        impostors = {student: reason for student, path in submissions.items() if identity_secret is not None
+                     and (reason := verify(path.parent, COURSE_ID, assignment, student, identity_secret))}
+        for student, reason in impostors.items():  # never graded: nothing of theirs is run
+            record(Graded(student, _failed(submissions[student], key, reason), rejected=True))
         futures = {pool.submit(grade_submission, str(path), str(source), float(timeout)): student
-                   for student, path in submissions.items()}
+                   for student, path in submissions.items() if student not in impostors}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)

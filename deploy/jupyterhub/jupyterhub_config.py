@@ -10,6 +10,10 @@ authenticator and spawner on top with ``load_subconfig``:
     COURSEKIT_STUDENTS     comma-separated hub user names of the students (group nbgrader-coursekit)
     COURSEKIT_SERVICE_PORT the loopback port of the course service (default 9999)
     COURSEKIT_HUB_PORT     the port users open (the proxy's public port; default 8000)
+    COURSEKIT_IDENTITY_SECRET_FILE (or COURSEKIT_IDENTITY_SECRET) the secret shared by the hub and the graders
+                           only: each student's server gets its user name and HMAC(secret, user), its submissions
+                           carry a signed coursekit_identity.json, and `coursekit course autograde` (given the same
+                           secret) rejects one filed under another student's id (coursekit/grading/identity.py)
 
 A port that another program already listens on stops the hub with a message naming it (configurable-http-proxy
 would otherwise start beside that program, and requests would reach either).
@@ -17,7 +21,8 @@ would otherwise start beside that program, and requests would reach either).
 What a real set-up needs, each found in a run of the whole cycle (see README.md beside this file):
 
 * per-student identity: with one operating-system user for everybody, nbgrader would submit every notebook as
-  that user; the pre-spawn hook gives each server an nbgrader configuration whose student id is the hub user;
+  that user; the pre-spawn hook gives each server an nbgrader configuration whose student id is the hub user,
+  and (with an identity secret) a key that proves it, since a student can change that id in their own config;
 * the formgrader runs as a hub *service* (``/services/coursekit/formgrader``); only the grader group's role has the
   ``access:services!service=coursekit`` scope, so a student who opens it is refused by the hub;
 * nbgrader runs ``alembic`` from PATH: this interpreter's bin folder is put first on every server's PATH.
@@ -27,7 +32,9 @@ import socket
 import sys
 from pathlib import Path
 
-COURSE_ID = "coursekit"  # coursekit.grading.config.COURSE_ID (kept literal: the hub need not import coursekit)
+from coursekit.grading.identity import KEY_ENV, USER_ENV, load_secret, user_key
+
+COURSE_ID = "coursekit"  # coursekit.grading.config.COURSE_ID (literal: importing it would load the grading config)
 HERE = Path(__file__).resolve().parent
 BIN = str(Path(sys.executable).parent)
 
@@ -65,6 +72,7 @@ for _name, _port in (("COURSEKIT_HUB_PORT", S["hub_port"]), ("COURSEKIT_SERVICE_
                          "port; the hub was not started")
 Path(S["exchange"]).mkdir(parents=True, exist_ok=True)
 os.chmod(S["exchange"], 0o777)  # nbgrader's exchange: everybody writes inbound/, reads outbound/
+IDENTITY_SECRET = load_secret()  # stays in the hub: servers get only their own user's key
 PATH = BIN + os.pathsep + os.environ.get("PATH", "")
 # Every server reads this nbgrader configuration (exchange, course id, student id from JUPYTERHUB_USER).
 USER_CONFIG = HERE / "user_config"
@@ -105,6 +113,8 @@ def pre_spawn_hook(spawner):
         "NBGRADER_STUDENT_ID": spawner.user.name,  # read by user_config/nbgrader_config.py
         "COURSEKIT_FAST": os.environ.get("COURSEKIT_FAST", ""),
     })
+    if IDENTITY_SECRET:  # read by coursekit.grading.identity.IdentitySubmit (user_config/nbgrader_config.py)
+        spawner.environment.update({USER_ENV: spawner.user.name, KEY_ENV: user_key(IDENTITY_SECRET, spawner.user.name)})
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
