@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from coursekit.cli import main
-from coursekit.grading import build, init_course
+from coursekit.grading import init_course
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BIN = Path(sys.executable).parent
@@ -33,15 +33,6 @@ RIGHT = {"ex1_double": "def double(x):\n    return 2 * x", "ex2_half": "def half
          "quiz_answers": 'answers = {"q1": "4", "q2": "Paris", "q3": "9"}'}
 WRONG_DOUBLE = {**RIGHT, "ex1_double": "def double(x):\n    return x + 2"}
 
-
-@pytest.fixture(scope="module")
-def course_repo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("repo")
-    (root / "solutions" / "src").mkdir(parents=True)
-    for name in ("99_demo.py", "98_other.py"):
-        shutil.copy(FIXTURES / name, root / "solutions" / "src" / name)
-    build(root)
-    return root
 
 
 def nbgrader(course: Path, *args: str) -> str:

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from coursekit.cli import main
-from coursekit.grading import build, check_notebook, format_result, init_course
+from coursekit.grading import check_notebook, format_result, init_course
 from coursekit.grading import kernel as kernels
 from coursekit.grading.key import SealedError, load_key, read_key, validate
 
@@ -33,16 +33,6 @@ RIGHT = {"ex1_double": "def double(x):\n    return 2 * x",
          "quiz_answers": 'answers = {"q1": "4", "q2": "Paris", "q3": "9"}'}
 HIDDEN_BITS = ("BEGIN HIDDEN TESTS", "SEALED-FIXTURE-7391", "def _probe", "def _check", "memory_bytes(n, name)")
 
-
-@pytest.fixture(scope="module")
-def course_repo(tmp_path_factory):
-    """A miniature course repository with the fixture chapter and a second chapter, built."""
-    root = tmp_path_factory.mktemp("repo")
-    (root / "solutions" / "src").mkdir(parents=True)
-    for name in ("99_demo.py", "98_other.py"):
-        shutil.copy(FIXTURES / name, root / "solutions" / "src" / name)
-    build(root)
-    return root
 
 
 def cell(nb, grade_id):
