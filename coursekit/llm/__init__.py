@@ -8,7 +8,9 @@ and :mod:`coursekit.formats`; this package composes it.
 Modules, one concept each:
 
 * ``groupwise``   group-wise INT8/4/3/2 weights, bit-packing, bytes that match ``formats.memory``
+* ``gptq``        GPTQ (Frantar et al. 2022): Hessian, damped inverse Cholesky, lazy batches, act-order
 """
+from coursekit.llm.gptq import HessianAccumulator, gptq_quantize, hessian, layer_error, obq_update
 from coursekit.llm.groupwise import (
     SUPPORTED_BITS,
     GroupQuant,
@@ -24,10 +26,15 @@ from coursekit.llm.groupwise import (
 __all__ = [
     "SUPPORTED_BITS",
     "GroupQuant",
+    "HessianAccumulator",
     "PackedGroupQuant",
     "dequantize_groupwise",
     "fake_quantize_groupwise",
+    "gptq_quantize",
     "groupwise_bytes",
+    "hessian",
+    "layer_error",
+    "obq_update",
     "pack_groupwise",
     "quantize_groupwise",
     "unpack_groupwise",
