@@ -1,4 +1,4 @@
-"""ONNX Runtime: sessions, static/dynamic quantization of ONNX files, and torch-vs-ORT parity checks.
+"""ONNX Runtime: sessions and static/dynamic quantization of ONNX files (parity checks: ``parity.py``).
 
 ``ort_quantize_static`` is post-training static quantization done by ONNX Runtime itself (QDQ format, S8S8:
 int8 activations, symmetric int8 weights), calibrated with MinMax, Entropy (KL, Migacz 2017) or Percentile;
@@ -17,27 +17,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coursekit._validate import check_choice, check_int
-from coursekit.metrics import count_agreeing
+from coursekit._validate import check_choice
+from coursekit.export.session import session_options
 from coursekit.surgery import batches as input_batches
 
 METHODS = ("minmax", "entropy", "percentile")
 
 
-def ort_session(path, threads: int = 1, optimization: str = "all"):
-    """An ``onnxruntime.InferenceSession`` on CPU with ``threads`` intra-op threads (1 inter-op thread)."""
+def ort_session(path, threads: int = 1, optimization: str = "all", execution_mode: str = "sequential",
+                providers=("CPUExecutionProvider",)):
+    """An ``onnxruntime.InferenceSession`` with ``threads`` intra-op threads (1 inter-op thread), the graph
+    optimization level ``optimization`` and ``execution_mode`` (``coursekit.export.session.session_options``
+    explains each), on ``providers`` (CPU by default)."""
     import onnxruntime as ort
 
-    threads = check_int("threads", threads, min_value=1)
-    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
-    check_choice("optimization", optimization, levels)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = levels[optimization]
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    options = session_options(threads=threads, optimization=optimization, execution_mode=execution_mode)
+    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
 
 
 def ort_run(session, x) -> np.ndarray:
@@ -159,37 +154,6 @@ def ort_quantize_dynamic(onnx_in, onnx_out, weight_type: str = "int8", per_chann
         with _quiet():
             quantize_dynamic(str(src), str(onnx_out), weight_type=types[weight_type], per_channel=per_channel)
     return Path(onnx_out)
-
-
-def parity(torch_model, onnx_path, inputs, threads: int = 1) -> dict:
-    """Compare a torch model with an ONNX file on the same inputs.
-
-    ``inputs``: a tensor or an iterable of tensors / (input, target) batches. Returns ``max_abs_error`` (largest
-    absolute output difference), ``mean_abs_error`` and ``top1_agreement`` (fraction of rows whose argmax over
-    the last dimension agrees), plus ``n`` rows compared.
-    """
-    session = ort_session(onnx_path, threads=threads)
-    batches = list(input_batches(inputs))
-    if not batches:
-        raise ValueError("inputs is empty")
-    max_err, abs_sum, count, agree, rows = 0.0, 0.0, 0, 0, 0
-    was_training = torch_model.training
-    torch_model.eval()
-    try:
-        with torch.no_grad():
-            for x in batches:
-                ref = torch_model(x).detach().cpu().numpy()
-                out = ort_run(session, x)
-                diff = np.abs(ref.astype(np.float64) - out)
-                max_err = max(max_err, float(diff.max()))
-                abs_sum += float(diff.sum())
-                count += diff.size
-                rows_ref, rows_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
-                agree += count_agreeing(rows_ref, rows_out)
-                rows += rows_ref.shape[0]
-    finally:
-        torch_model.train(was_training)
-    return {"max_abs_error": max_err, "mean_abs_error": abs_sum / count, "top1_agreement": agree / rows, "n": rows}
 
 
 def file_size(path) -> int:
