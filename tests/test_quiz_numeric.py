@@ -154,6 +154,10 @@ CHECKS = {
     "ch07-double-quant-bits": lambda: 8 / 64 + 32 / (64 * 256),
     "ch07-smoothquant-factor": lambda: 64**0.5 / 0.25 ** (1 - 0.5),
     "ch07-perplexity": lambda: math.exp(2.0),
+    "ch07-group-bits-zero-points": lambda: formats.bits_per_param("int4", 32, scale_format="fp16", zero_point=True),
+    "ch07-pack-signed-int4": lambda: formats.pack_nibbles(torch.tensor([-3, 5]).bitwise_and(0xF).to(torch.uint8))[0].item(),
+    "ch07-bpc-from-nats": lambda: torch.nn.functional.cross_entropy(  # 1.2 nats as a real loss, in bits
+        torch.tensor([[math.log(math.exp(-1.2) / (1 - math.exp(-1.2))), 0.0]]), torch.tensor([0])).item() / math.log(2),
     # ch08: deployment
     "ch08-opset-per-axis": _onnx_min_opset_with_axis,
     "ch08-speedup-ratio": lambda: 8.4 / 2.1,
