@@ -154,3 +154,48 @@ def test_bad_input_names_the_argument():
         quantize_groupwise(w.int(), 4, 32)
     with pytest.raises(ValueError, match="scale_format"):
         pack_groupwise(quantize_groupwise(w, 4, 32), scale_format="fp8")
+
+
+# ----------------------------------------------------------------------------------------------- NF4 + double quant
+BNB_NF4 = [  # bitsandbytes functional.get_4bit_type("nf4") / the CUDA kernel dDequantizeNF4, as published
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+]
+
+
+def test_nf4_levels_are_bitsandbytes_table():
+    from coursekit.formats.nf4 import NF4
+
+    assert torch.equal(NF4.level_tensor(), torch.tensor(BNB_NF4, dtype=torch.float32))
+
+
+def test_nf4_double_quant_against_float64_reference():
+    from coursekit.formats.nf4 import nf4_quantize
+    from coursekit.llm.nf4dq import nf4_double_quantize
+
+    w = _weight(64, 512) * 0.5  # 32768 weights: 512 blocks of 64 -> 2 second-level blocks of 256
+    dq = nf4_double_quantize(w)
+    codes, absmax = nf4_quantize(w, 64)
+    assert torch.equal(dq.codes, codes)  # first level: plain NF4
+    assert dq.absmax_codes.dtype == torch.int8 and dq.absmax_scale.shape == (2,)
+    c2 = absmax.double().mean()
+    centred = (absmax.double() - c2).reshape(2, 256)
+    s2 = centred.abs().amax(dim=1, keepdim=True) / 127
+    ref_absmax = (torch.round(centred / s2) * s2 + c2).reshape(-1)
+    torch.testing.assert_close(dq.absmax().double(), ref_absmax, rtol=1e-6, atol=1e-7)
+    assert bool(((dq.absmax().double() - absmax.double()).abs().reshape(2, 256) <= s2 / 2 + 1e-7).all())
+    levels = torch.tensor(BNB_NF4, dtype=torch.float64)
+    ref = (levels[codes.long()].reshape(-1, 64) * ref_absmax[:, None]).reshape(w.shape)
+    torch.testing.assert_close(dq.dequantize().double(), ref, rtol=1e-5, atol=1e-7)
+    plain = (w.double() - levels[codes.long()].reshape(-1, 64).mul(absmax.double()[:, None]).reshape(w.shape))
+    assert (w.double() - ref).pow(2).mean() < 1.05 * plain.pow(2).mean()  # the second level costs little
+
+
+def test_nf4_double_quant_bytes_hand_computed():
+    from coursekit.llm.nf4dq import nf4_double_quant_bytes
+
+    n = 4096 * 4096  # 262144 blocks of 64 -> 1024 blocks of 256
+    assert nf4_double_quant_bytes(n) == n // 2 + 262144 + 4 * (1024 + 1)
+    assert abs(nf4_double_quant_bytes(n) * 8 / n - (4 + 8 / 64 + 32 / (64 * 256))) < 1e-5  # QLoRA's 4.127
+    assert memory_bytes(n, "nf4", 64, "fp32") * 8 / n == 4.5  # without double quantization

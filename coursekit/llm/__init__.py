@@ -8,6 +8,7 @@ and :mod:`coursekit.formats`; this package composes it.
 Modules, one concept each:
 
 * ``groupwise``   group-wise INT8/4/3/2 weights, bit-packing, bytes that match ``formats.memory``
+* ``nf4dq``       NF4 with QLoRA's double quantization of the block scales (4.127 bits/weight)
 * ``gptq``        GPTQ (Frantar et al. 2022): Hessian, damped inverse Cholesky, lazy batches, act-order
 * ``scaling``     per-input-channel scale migration y = (x/s)(W diag s)^T, folded or explicit
 * ``awq``         AWQ (Lin et al. 2023): activation-aware scales, grid search over alpha
@@ -29,6 +30,12 @@ from coursekit.llm.groupwise import (
     unpack_groupwise,
 )
 from coursekit.llm.int8matmul import int8_matmul
+from coursekit.llm.nf4dq import (
+    NF4DoubleQuant,
+    nf4_double_dequantize,
+    nf4_double_quant_bytes,
+    nf4_double_quantize,
+)
 from coursekit.llm.outliers import Int8DecomposedLinear, int8_decomposed_matmul, outlier_channels
 from coursekit.llm.scaling import InputScaledLinear, fold_input_scales, scaled_linear
 from coursekit.llm.smoothquant import SmoothW8A8Linear, W8A8Linear, smooth_linear, smooth_scales
@@ -39,6 +46,7 @@ __all__ = [
     "HessianAccumulator",
     "InputScaledLinear",
     "Int8DecomposedLinear",
+    "NF4DoubleQuant",
     "PackedGroupQuant",
     "SmoothW8A8Linear",
     "W8A8Linear",
@@ -55,6 +63,9 @@ __all__ = [
     "int8_decomposed_matmul",
     "int8_matmul",
     "layer_error",
+    "nf4_double_dequantize",
+    "nf4_double_quant_bytes",
+    "nf4_double_quantize",
     "obq_update",
     "outlier_channels",
     "pack_groupwise",
