@@ -7,6 +7,8 @@
     coursekit course init DIR            a standard nbgrader course directory
     coursekit grade COURSE ASSIGNMENT    instructors: sealed grading of a class
     coursekit drill / coursekit quiz     interview practice
+    coursekit compress --recipe R --out D  run a compression recipe with validation after every step
+    coursekit report DIR... --out OUT    Pareto plot (PNG + offline HTML) of compress runs and suites
 
 Every command follows one error policy (``coursekit.cli.errors``): exit 2 and one line for a usage error, 1 and one
 line for a runtime failure, 130 for Ctrl-C; a bug shows its traceback. Each command module has
@@ -17,10 +19,10 @@ from __future__ import annotations
 import sys
 
 from coursekit import __version__
-from coursekit.cli import bench, build, check, course, doctor, drill, grade, quiz
+from coursekit.cli import bench, build, check, compress, course, doctor, drill, grade, quiz, report
 from coursekit.cli.errors import Parser, run_command
 
-COMMANDS = (doctor, bench, build, check, course, grade, drill, quiz)
+COMMANDS = (doctor, bench, build, check, course, grade, drill, quiz, compress, report)
 
 
 def make_parser() -> Parser:
