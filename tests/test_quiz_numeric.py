@@ -97,6 +97,33 @@ def _codes_used(lo, hi, scale):
     return quant.quantize(x, torch.tensor(scale), torch.tensor(0), -128, 127).unique().numel()
 
 
+def _int8_weight_ops_excluding_last_gemm():
+    """Quantize a seeded LeNet with ORT quantize_static (QDQ), last Gemm excluded; count weight ops whose weight
+    input (input[1]) comes out of a DequantizeLinear, read from the graph with onnx."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    from coursekit import export
+    from coursekit.export.ort import _quiet, calibration_reader
+    from coursekit.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("lenet", "digits").eval()
+    calib = [torch.rand(8, 1, 8, 8)]
+    with tempfile.TemporaryDirectory() as tmp:
+        fp = export.export_onnx(net, calib[0][:1], f"{tmp}/fp32.onnx")
+        gemms = [n.name for n in onnx.load(str(fp)).graph.node if n.op_type == "Gemm"]
+        with _quiet():
+            quantize_static(str(fp), f"{tmp}/q.onnx", calibration_reader(calib, "input"), quant_format=QuantFormat.QDQ,
+                            nodes_to_exclude=gemms[-1:], per_channel=True)
+        graph = onnx.load(f"{tmp}/q.onnx").graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    return sum(n.op_type in ("Conv", "Gemm", "MatMul") and producer.get(n.input[1]) == "DequantizeLinear"
+               for n in graph.node)
+
+
 CHECKS = {
     # ch00: measuring
     "ch00-throughput-from-batch": lambda: 32 / 80e-3,
@@ -161,6 +188,8 @@ CHECKS = {
     # ch08: deployment
     "ch08-opset-per-axis": _onnx_min_opset_with_axis,
     "ch08-speedup-ratio": lambda: 8.4 / 2.1,
+    "ch08-batch-capacity": lambda: 8 / ((2 + 0.5 * 8) / 1e3),
+    "ch08-int8-weight-ops": _int8_weight_ops_excluding_last_gemm,
     # ch09: pipeline
     "ch09-pareto-count": lambda: _pareto_count([(92, 10), (91, 6), (90, 7), (88, 3), (89, 5), (87, 4)]),
     "ch09-end-to-end-ratio": lambda: (100e6 * 4) / (25e6 * (1 - 0.4) * 1),
