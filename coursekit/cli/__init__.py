@@ -8,6 +8,7 @@
     coursekit grade COURSE ASSIGNMENT    instructors: sealed grading of a class
     coursekit drill / coursekit quiz     interview practice
     coursekit serve MODEL.onnx           HTTP inference server with dynamic batching (loopback)
+    coursekit loadtest TARGET | --sweep  locust load test: requests/s, p50/p95/p99; FP32 vs INT8 sweep
     coursekit compress --recipe R --out D  run a compression recipe with validation after every step
     coursekit report DIR... --out OUT    Pareto plot (PNG + offline HTML) of compress runs and suites
 
@@ -20,10 +21,23 @@ from __future__ import annotations
 import sys
 
 from coursekit import __version__
-from coursekit.cli import bench, build, check, compress, course, doctor, drill, grade, quiz, report, serve
+from coursekit.cli import (
+    bench,
+    build,
+    check,
+    compress,
+    course,
+    doctor,
+    drill,
+    grade,
+    loadtest,
+    quiz,
+    report,
+    serve,
+)
 from coursekit.cli.errors import Parser, run_command
 
-COMMANDS = (doctor, bench, build, check, course, grade, drill, quiz, serve, compress, report)
+COMMANDS = (doctor, bench, build, check, course, grade, drill, quiz, serve, loadtest, compress, report)
 
 
 def make_parser() -> Parser:
