@@ -15,8 +15,14 @@ Modules, one concept each:
 * ``int8matmul``  absmax INT8 x INT8 matmul, per-tensor / vector-wise
 * ``outliers``    LLM.int8() (Dettmers et al. 2022): outlier columns in FP32, the rest INT8
 * ``smoothquant`` SmoothQuant (Xiao et al. 2022): s_j = max|X_j|^a / max|W_j|^(1-a), W8A8
+* ``corpus``      the Shakespeare slice, CharTokenizer, train/held-out splits, bits per character
+* ``gpt``         TinyGPT (nanoGPT-style, 825,856 parameters), generate with a KV cache
+* ``kvcache``     FP32 and INT8 (per-token / per-head scales) key/value caches, their bytes
+* ``train_gpt``   the recipe of the shipped TinyGPT weights; ``pretrained_gpt()`` loads them offline
 """
 from coursekit.llm.awq import awq_channel_scales, awq_quantize, awq_scales, awq_search
+from coursekit.llm.corpus import CharTokenizer, bits_per_char, corpus_splits, shakespeare_text
+from coursekit.llm.gpt import GPTConfig, TinyGPT, generate
 from coursekit.llm.gptq import HessianAccumulator, gptq_quantize, hessian, layer_error, obq_update
 from coursekit.llm.groupwise import (
     SUPPORTED_BITS,
@@ -30,6 +36,7 @@ from coursekit.llm.groupwise import (
     unpack_groupwise,
 )
 from coursekit.llm.int8matmul import int8_matmul
+from coursekit.llm.kvcache import Int8KVCache, KVCache, cache_bytes
 from coursekit.llm.nf4dq import (
     NF4DoubleQuant,
     nf4_double_dequantize,
@@ -39,24 +46,34 @@ from coursekit.llm.nf4dq import (
 from coursekit.llm.outliers import Int8DecomposedLinear, int8_decomposed_matmul, outlier_channels
 from coursekit.llm.scaling import InputScaledLinear, fold_input_scales, scaled_linear
 from coursekit.llm.smoothquant import SmoothW8A8Linear, W8A8Linear, smooth_linear, smooth_scales
+from coursekit.llm.train_gpt import pretrained_gpt, train_tiny_gpt
 
 __all__ = [
     "SUPPORTED_BITS",
+    "CharTokenizer",
+    "GPTConfig",
     "GroupQuant",
     "HessianAccumulator",
     "InputScaledLinear",
     "Int8DecomposedLinear",
+    "Int8KVCache",
+    "KVCache",
     "NF4DoubleQuant",
     "PackedGroupQuant",
     "SmoothW8A8Linear",
+    "TinyGPT",
     "W8A8Linear",
     "awq_channel_scales",
     "awq_quantize",
     "awq_scales",
     "awq_search",
+    "bits_per_char",
+    "cache_bytes",
+    "corpus_splits",
     "dequantize_groupwise",
     "fake_quantize_groupwise",
     "fold_input_scales",
+    "generate",
     "gptq_quantize",
     "groupwise_bytes",
     "hessian",
@@ -69,9 +86,12 @@ __all__ = [
     "obq_update",
     "outlier_channels",
     "pack_groupwise",
+    "pretrained_gpt",
     "quantize_groupwise",
     "scaled_linear",
+    "shakespeare_text",
     "smooth_linear",
     "smooth_scales",
+    "train_tiny_gpt",
     "unpack_groupwise",
 ]
