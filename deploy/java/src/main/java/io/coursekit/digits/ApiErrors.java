@@ -1,6 +1,8 @@
 package io.coursekit.digits;
 
 import ai.djl.translate.TranslateException;
+import com.fasterxml.jackson.core.JsonLocation;
+import com.fasterxml.jackson.core.JsonProcessingException;
 import java.util.Map;
 import org.springframework.http.HttpStatus;
 import org.springframework.http.ResponseEntity;
@@ -20,10 +22,16 @@ public class ApiErrors {
 
     @ExceptionHandler(HttpMessageNotReadableException.class)
     public ResponseEntity<Map<String, String>> malformed(HttpMessageNotReadableException e) {
-        String detail = e.getMostSpecificCause().getMessage();
-        int end = detail == null ? -1 : detail.indexOf('\n');
-        return error(HttpStatus.BAD_REQUEST, "malformed JSON: "
-                + (detail == null ? "the body could not be read" : end < 0 ? detail : detail.substring(0, end)));
+        if (e.getMostSpecificCause() instanceof JsonProcessingException json) {
+            String detail = json.getOriginalMessage();
+            int cut = detail.indexOf(" (start marker");
+            detail = (cut < 0 ? detail : detail.substring(0, cut)).lines().findFirst().orElse("");
+            JsonLocation at = json.getLocation();
+            String where = at == null ? "" : " at line " + at.getLineNr() + ", column " + at.getColumnNr();
+            return error(HttpStatus.BAD_REQUEST, "malformed JSON" + where + ": " + detail);
+        }
+        return error(HttpStatus.BAD_REQUEST, "malformed JSON: the body is empty or unreadable; send "
+                + "{\"inputs\": [[64 numbers], ...]}");
     }
 
     @ExceptionHandler(HttpMediaTypeNotSupportedException.class)

@@ -13,7 +13,7 @@ import java.util.Locale;
  * of one image (p50/p99 over every image of the test set, {@code --repeats} times, after {@code --warmup} calls).
  *
  * <pre>
- * java -jar target/coursekit-digits.jar evaluate [--fixture DIR] [--threads 1] [--repeats 3] [--warmup 500]
+ * java -jar target/coursekit-digits.jar evaluate [--fixture DIR] [--threads 1] [--repeats 3] [--warmup 2000]
  * </pre>
  */
 public final class DigitsCli {
@@ -26,7 +26,7 @@ public final class DigitsCli {
         Path dir = Fixture.directory();
         int threads = 1;
         int repeats = 3;
-        int warmup = 500;
+        int warmup = 2000;
         try {
             for (int i = 0; i < args.length; i++) {
                 String arg = args[i];
@@ -36,7 +36,7 @@ public final class DigitsCli {
                             + " $COURSEKIT_JAVA_FIXTURE, build/fixture)\n"
                             + "  --threads N    ONNX Runtime intra-op threads (default 1)\n"
                             + "  --repeats N    timed passes over the test set (default 3)\n"
-                            + "  --warmup N     untimed calls first (default 500)\n"
+                            + "  --warmup N     untimed calls first (default 2000)\n"
                             + "example: java -jar target/coursekit-digits.jar evaluate --fixture build/fixture");
                     return 0;
                 }

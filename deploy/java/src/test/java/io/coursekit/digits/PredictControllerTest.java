@@ -92,7 +92,8 @@ class PredictControllerTest {
         rejects("{\"inputs\": [5]}", "inputs[0] is a number");
         rejects("[1, 2]", "the body must be a JSON object");
         rejects("{\"inputs\": [[1, 2", "malformed JSON");
-        rejects("", "malformed JSON");
+        rejects("", "malformed JSON: the body is empty");
+        rejects("{\"inputs\": [[1, 2,, 3]]}", "malformed JSON at line 1, column");
     }
 
     @Test
