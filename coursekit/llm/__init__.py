@@ -14,12 +14,14 @@ Modules, one concept each:
 * ``awq``         AWQ (Lin et al. 2023): activation-aware scales, grid search over alpha
 * ``int8matmul``  absmax INT8 x INT8 matmul, per-tensor / vector-wise
 * ``outliers``    LLM.int8() (Dettmers et al. 2022): outlier columns in FP32, the rest INT8
+* ``apply``       every Linear of a model: rtn / nf4 / gptq / awq (sequential calibration), W8A8; a report
 * ``smoothquant`` SmoothQuant (Xiao et al. 2022): s_j = max|X_j|^a / max|W_j|^(1-a), W8A8
 * ``corpus``      the Shakespeare slice, CharTokenizer, train/held-out splits, bits per character
 * ``gpt``         TinyGPT (nanoGPT-style, 825,856 parameters), generate with a KV cache
 * ``kvcache``     FP32 and INT8 (per-token / per-head scales) key/value caches, their bytes
 * ``train_gpt``   the recipe of the shipped TinyGPT weights; ``pretrained_gpt()`` loads them offline
 """
+from coursekit.llm.apply import QuantReport, capture_inputs, quantize_linears, w8a8_linears
 from coursekit.llm.awq import awq_channel_scales, awq_quantize, awq_scales, awq_search
 from coursekit.llm.corpus import CharTokenizer, bits_per_char, corpus_splits, shakespeare_text
 from coursekit.llm.gpt import GPTConfig, TinyGPT, generate
@@ -60,6 +62,7 @@ __all__ = [
     "KVCache",
     "NF4DoubleQuant",
     "PackedGroupQuant",
+    "QuantReport",
     "SmoothW8A8Linear",
     "TinyGPT",
     "W8A8Linear",
@@ -69,6 +72,7 @@ __all__ = [
     "awq_search",
     "bits_per_char",
     "cache_bytes",
+    "capture_inputs",
     "corpus_splits",
     "dequantize_groupwise",
     "fake_quantize_groupwise",
@@ -88,10 +92,12 @@ __all__ = [
     "pack_groupwise",
     "pretrained_gpt",
     "quantize_groupwise",
+    "quantize_linears",
     "scaled_linear",
     "shakespeare_text",
     "smooth_linear",
     "smooth_scales",
     "train_tiny_gpt",
     "unpack_groupwise",
+    "w8a8_linears",
 ]

@@ -105,16 +105,17 @@ def damped_inverse_cholesky(H: torch.Tensor, damp: float = 0.01) -> torch.Tensor
     return U
 
 
-def obq_update(w: torch.Tensor, hinv_chol: torch.Tensor, col: int, q_col: torch.Tensor):
+def obq_update(w: torch.Tensor, hinv_chol: torch.Tensor, col: int, q_col: torch.Tensor, inplace: bool = False):
     """One GPTQ/OBQ column step: quantize column ``col`` to ``q_col`` and push its error onto later columns.
 
     ``err = (w[:, col] - q_col) / U[col, col]``;  ``w[:, col:] -= err * U[col, col:]`` (GPTQ Algorithm 1,
     with ``U`` the upper Cholesky factor of the inverse Hessian restricted to ``w``'s columns). Returns the
-    updated copy of ``w`` (column ``col`` then equals ``q_col``) and ``err``.
+    updated ``w`` (a copy unless ``inplace``; column ``col`` then equals ``q_col``) and ``err``.
     """
     d = hinv_chol[col, col]
     err = (w[:, col] - q_col) / d
-    w = w.clone()
+    if not inplace:
+        w = w.clone()
     w[:, col:] -= err[:, None] * hinv_chol[col, col:][None, :]
     return w, err
 
@@ -173,7 +174,7 @@ def gptq_quantize(weight: torch.Tensor, H: torch.Tensor, bits: int, group_size: 
                 scales[:, j // g], zeros[:, j // g] = group_qparams(grp.float(), bits, symmetric)
             code, q = quantize_column(W1[:, i].float(), scales[:, j // g], zeros[:, j // g], bits, symmetric)
             codes[:, j], Q[:, j] = code.to(torch.uint8), q.double()
-            W1, Err1[:, i] = obq_update(W1, Hinv1, i, Q[:, j])
+            _, Err1[:, i] = obq_update(W1, Hinv1, i, Q[:, j], inplace=True)
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # the lazy batch update of every later column
 
     gq = GroupQuant(codes, scales, None if symmetric else zeros.to(torch.uint8), bits, g, (out, cols), perm)
