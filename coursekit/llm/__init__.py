@@ -21,7 +21,7 @@ Modules, one concept each:
 * ``kvcache``     FP32 and INT8 (per-token / per-head scales) key/value caches, their bytes
 * ``train_gpt``   the recipe of the shipped TinyGPT weights; ``pretrained_gpt()`` loads them offline
 """
-from coursekit.llm.apply import QuantReport, capture_inputs, quantize_linears, w8a8_linears
+from coursekit.llm.apply import QuantReport, capture_inputs, int4_linear_stack, quantize_linears, w8a8_linears
 from coursekit.llm.awq import awq_channel_scales, awq_quantize, awq_scales, awq_search
 from coursekit.llm.corpus import CharTokenizer, bits_per_char, corpus_splits, shakespeare_text
 from coursekit.llm.gpt import GPTConfig, TinyGPT, generate
@@ -81,6 +81,7 @@ __all__ = [
     "gptq_quantize",
     "groupwise_bytes",
     "hessian",
+    "int4_linear_stack",
     "int8_decomposed_matmul",
     "int8_matmul",
     "layer_error",

@@ -31,6 +31,7 @@ from torch import nn
 
 from coursekit._progress import progress_bar
 from coursekit._validate import check_choice, check_positive
+from coursekit.export.matmulnbits import Int4Weight, linear_stack_models
 from coursekit.llm.awq import awq_quantize
 from coursekit.llm.gptq import gptq_quantize, hessian, layer_error
 from coursekit.llm.groupwise import SUPPORTED_BITS, check_group_size, groupwise_bytes, quantize_groupwise
@@ -233,5 +234,21 @@ def w8a8_linears(model: nn.Module, method: str = "smoothquant", calibration=None
     return info
 
 
-__all__ = ["METHODS", "W8A8_METHODS", "LayerReport", "QuantReport", "capture_inputs", "quantize_linears",
-           "w8a8_linears"]
+# ----------------------------------------------------------------------------------------------- ONNX INT4
+def int4_linear_stack(weights, biases=None, group_size: int = 32, symmetric: bool = False,
+                      activation: str | None = None, accuracy_level: int = 4):
+    """RTN INT4 group-wise quantization of a stack of Linear weights (``[N, K]`` each, applied in order) and the
+    two ONNX models of :func:`coursekit.export.matmulnbits.linear_stack_models` (FP32 MatMul, MatMulNBits).
+
+    Returns ``(fp32_model, int4_model, [GroupQuant, ...])``. E.g. the MLP of a transformer block
+    (``[fc.weight, fc2.weight]``, ``activation="gelu"``) or ``(d x 4d)`` GEMV layers for a decode benchmark.
+    """
+    weights = [w.detach().float() for w in weights]
+    quantized = [quantize_groupwise(w, 4, group_size, symmetric) for w in weights]
+    fp32, int4 = linear_stack_models(weights, [Int4Weight.from_groupwise(q) for q in quantized], biases,
+                                     activation, accuracy_level)
+    return fp32, int4, quantized
+
+
+__all__ = ["METHODS", "W8A8_METHODS", "LayerReport", "QuantReport", "capture_inputs", "int4_linear_stack",
+           "quantize_linears", "w8a8_linears"]
