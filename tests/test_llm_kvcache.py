@@ -108,3 +108,22 @@ def test_bad_input():
         cache.update(0, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 5))
     with pytest.raises(TypeError, match="cache"):
         cache_bytes("cache")
+
+
+def test_bits_per_char_through_an_int8_cache_equals_token_by_token_decoding():
+    from coursekit.llm.corpus import bits_per_char
+
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(vocab_size=40, n_layers=2, context=16)).eval()
+    ids = torch.randint(0, 40, (33,), generator=torch.Generator().manual_seed(2))
+    plain = bits_per_char(model, ids, context=16)
+    assert bits_per_char(model, ids, context=16, make_cache=lambda: KVCache(2)) == pytest.approx(plain, abs=1e-6)
+    got = bits_per_char(model, ids, context=16, make_cache=lambda: Int8KVCache(2, "per_head"))
+    nats = []
+    with torch.no_grad():
+        for start in (0, 16):  # two windows of 16 targets, decoded one token at a time through the cache
+            cache = Int8KVCache(2, "per_head")
+            for t in range(start, start + 16):
+                logp = torch.log_softmax(model(ids[t:t + 1][None], cache=cache)[0, -1].double(), dim=0)
+                nats.append(-float(logp[ids[t + 1]]))
+    assert got == pytest.approx(float(np.mean(nats)) / np.log(2), abs=1e-5) and got != plain

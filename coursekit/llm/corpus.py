@@ -104,7 +104,7 @@ def corpus_splits(fast: bool | None = None, tokenizer: CharTokenizer | None = No
 
 @torch.no_grad()
 def bits_per_char(model, ids: torch.Tensor, context: int = 128, max_tokens: int | None = None,
-                  batch_size: int = 32) -> float:
+                  batch_size: int = 32, make_cache=None) -> float:
     """Cross-entropy of ``model`` on ``ids`` in bits per character.
 
     Windows: the ids are cut into consecutive, non-overlapping windows of ``context`` inputs (stride =
@@ -113,6 +113,11 @@ def bits_per_char(model, ids: torch.Tensor, context: int = 128, max_tokens: int 
     ``context / 2``), the convention of nanoGPT's evaluation. A shorter final window covers the tail.
     ``max_tokens`` scores only the first ``max_tokens`` targets (deterministic, for fast checks).
     ``model(idx)`` must return logits of shape (batch, time, vocab).
+
+    ``make_cache``: a function returning a fresh KV cache (e.g. ``lambda: Int8KVCache(4, "per_head")``); each
+    batch of windows is then read through it, so attention uses the cache's stored (e.g. INT8) keys and values.
+    With per-token or per-head scales every token's keys and values are quantized on their own, so this equals
+    decoding the window token by token through that cache.
     """
     if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
         raise TypeError(f"ids must be a 1-D tensor of token ids, got {type(ids).__name__}"
@@ -132,15 +137,16 @@ def bits_per_char(model, ids: torch.Tensor, context: int = 128, max_tokens: int 
         rows = range(start, min(start + batch_size, n_full))
         x = torch.stack([ids[r * context:(r + 1) * context] for r in rows])
         y = torch.stack([ids[r * context + 1:(r + 1) * context + 1] for r in rows])
-        total_nats += _sum_nats(model, x, y)
+        total_nats += _sum_nats(model, x, y, make_cache)
     tail = n_targets - n_full * context
     if tail:
         begin = n_full * context
-        total_nats += _sum_nats(model, ids[begin:begin + tail][None], ids[begin + 1:begin + tail + 1][None])
+        total_nats += _sum_nats(model, ids[begin:begin + tail][None], ids[begin + 1:begin + tail + 1][None],
+                                make_cache)
     model.train(was_training)
     return total_nats / n_targets / math.log(2)
 
 
-def _sum_nats(model, x: torch.Tensor, y: torch.Tensor) -> float:
-    logits = model(x)
+def _sum_nats(model, x: torch.Tensor, y: torch.Tensor, make_cache=None) -> float:
+    logits = model(x) if make_cache is None else model(x, cache=make_cache())
     return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1).double(), y.flatten(), reduction="sum"))
