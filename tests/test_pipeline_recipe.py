@@ -57,8 +57,8 @@ def test_yaml_and_toml_files(tmp_path):
 
 @pytest.mark.parametrize("path, value, message", [
     (("steps", 0, "kind"), "prun", r"unknown step kind 'prun'; did you mean 'prune'\? Allowed: distill, prune"),
-    (("steps", 0, "amout"), 0.5, r"step 1 \(prune\): unknown key 'amout'; did you mean 'amount'\? Allowed: "
-                                 r"method, amount, schedule"),
+    (("steps", 0, "amout"), 0.5, (r"step 1 \(prune\): unknown key 'amout'; did you mean 'amount'\? Allowed: "
+                                 r"method, amount, schedule")),
     (("budget", "max_acc_drop"), 1, r"\[budget\]: unknown key 'max_acc_drop'; did you mean 'max_accuracy_drop'"),
     (("modle",), {}, r"recipe: unknown key 'modle'; did you mean 'model'"),
     (("steps", 0, "method"), "chanel", r"method='chanel' is not supported; choose one of: 'magnitude', 'global'"),

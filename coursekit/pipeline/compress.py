@@ -195,11 +195,10 @@ def budget_verdict(recipe: Recipe, final: dict) -> dict:
     return {"items": verdict, "met": all(i["met"] for i in verdict.values())}
 
 
-def _write_card(onnx_path: Path, runner: _Runner, final_model, final: dict) -> str | None:
-    try:
-        from coursekit.export.model_card import write_model_card
-    except ImportError:  # pragma: no cover (older coursekit without model cards)
-        return None
+def _write_card(onnx_path: Path, runner: _Runner, final_model, final: dict) -> str:
+    """``model.card.json``/``.md`` beside the final ONNX file (``coursekit.export.model_card``)."""
+    from coursekit.export.model_card import write_model_card
+
     m = final["metrics"]
     path = write_model_card(onnx_path, model=final_model, dataset=runner.recipe.model["dataset"],
                             accuracy={runner.recipe.validate["split"]: m["accuracy"], "test": m["test_accuracy"]},

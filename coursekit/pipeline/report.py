@@ -146,32 +146,38 @@ def mark_fronts(variants: list[dict]) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- outputs
+def draw_view(ax, variants: list[dict], view: str = "latency", front=None, labels: bool = True) -> None:
+    """One panel: accuracy against ``view`` ("latency" or "size"); ``front`` (default: the variants'
+    ``front_<view>`` flags) in red joined by a step line, dominated points grey, front labels annotated."""
+    key = VIEWS[view]
+    if front is None:
+        front = [v[f"front_{view}"] for v in variants]
+    on = sorted((v for v, f in zip(variants, front) if f), key=lambda v: v[key])
+    rest = [v for v, f in zip(variants, front) if not f]
+    ax.scatter([v[key] for v in rest], [100 * v["accuracy"] for v in rest], c="#bbbbbb", s=30, label="dominated")
+    ax.scatter([v[key] for v in on], [100 * v["accuracy"] for v in on], c="#d62728", s=40, label="Pareto front",
+               zorder=3)
+    ax.step([v[key] for v in on], [100 * v["accuracy"] for v in on], where="post", c="#d62728", lw=1)
+    if labels:
+        for v in on:
+            ax.annotate(v["label"], (v[key], 100 * v["accuracy"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+    values = [v[key] for v in variants]
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, batch 1, median)" if view == "latency" else "size (bytes)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_pareto(variants: list[dict], path=None):
     """Two panels (accuracy vs latency, accuracy vs size), dominated points grey, the front joined by a line."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (view, key) in zip(axes, VIEWS.items()):
-        front = sorted((v for v in variants if v[f"front_{view}"]), key=lambda v: v[key])
-        rest = [v for v in variants if not v[f"front_{view}"]]
-        ax.scatter([v[key] for v in rest], [100 * v["accuracy"] for v in rest], c="#bbbbbb", s=30,
-                   label="dominated")
-        ax.scatter([v[key] for v in front], [100 * v["accuracy"] for v in front], c="#d62728", s=40,
-                   label="Pareto front", zorder=3)
-        ax.step([v[key] for v in front], [100 * v["accuracy"] for v in front], where="post", c="#d62728", lw=1)
-        for v in front:
-            ax.annotate(v["label"], (v[key], 100 * v["accuracy"]), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
-        values = [v[key] for v in variants]
-        if min(values) > 0 and max(values) / min(values) > 20:
-            ax.set_xscale("log")
-        ax.set_xlabel("latency (ms, batch 1, median)" if view == "latency" else "size (bytes)")
-        ax.set_ylabel("accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    for ax, view in zip(axes, VIEWS):
+        draw_view(ax, variants, view)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
@@ -357,5 +363,5 @@ def write_run_report(out, log: dict) -> list[Path]:
     return [out / "report.md", out / "report.html"]
 
 
-__all__ = ["VIEWS", "gather", "html_page", "mark_fronts", "plot_pareto", "report", "run_markdown",
+__all__ = ["VIEWS", "draw_view", "gather", "html_page", "mark_fronts", "plot_pareto", "report", "run_markdown",
            "variants_from_log", "variants_from_suite", "write_run_report"]

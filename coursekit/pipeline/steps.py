@@ -57,9 +57,22 @@ class StepContext:
         return min(n, 1) if self.fast and n > 0 else n
 
     def calibration(self, n: int) -> list[torch.Tensor]:
-        """The first ``n`` training batches' inputs (fewer in fast mode)."""
+        """The inputs of the first ``n`` training batches in data-set order (fewer in fast mode): the same
+        calibration set whatever ran before, so a resumed run calibrates like an uninterrupted one."""
+        from torch.utils.data import DataLoader
+
         n = min(n, 2) if self.fast else n
-        return [x for _, (x, _) in zip(range(n), self.loaders.train)]
+        ordered = DataLoader(self.loaders.train.dataset, batch_size=self.loaders.train.batch_size, shuffle=False)
+        return [x for _, (x, _) in zip(range(n), ordered)]
+
+    def reseed(self) -> None:
+        """Seed torch and the training loader's shuffling: each training step starts from the same state."""
+        from coursekit.train import seed_everything
+
+        seed_everything(self.seed)
+        generator = getattr(self.loaders.train, "generator", None)
+        if generator is not None:
+            generator.manual_seed(self.seed)
 
 
 def _is_quantized(model: nn.Module) -> bool:
@@ -74,12 +87,12 @@ def _weight_targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 def _finetune(model: nn.Module, epochs: int, lr: float, ctx: StepContext, callbacks=()) -> dict | None:
-    from coursekit.train import finetune, seed_everything
+    from coursekit.train import finetune
 
     epochs = ctx.epochs(epochs)
     if not epochs:
         return None
-    seed_everything(ctx.seed)
+    ctx.reseed()
     history = finetune(model, ctx.loaders.train, epochs=epochs, lr=lr, progress=ctx.progress, callbacks=callbacks)
     model.eval()
     return {"epochs": epochs, "lr": lr, "train_seconds": round(history["train_seconds"], 3)}
@@ -117,11 +130,10 @@ def resolve_path(path, base_dir: Path | None) -> Path:
 def run_distill(stage: Stage, s: dict, ctx: StepContext) -> Stage:
     """Train ``student`` (a new course model, or the current model) on the frozen teacher's soft targets."""
     from coursekit.models import build_model
-    from coursekit.train import seed_everything
     from coursekit.train.distill import distill
 
     teacher = _teacher(s, ctx)
-    seed_everything(ctx.seed)
+    ctx.reseed()
     student = (build_model(s["student"], ctx.dataset, **s["student_kwargs"]) if s["student"]
                else copy.deepcopy(stage.model))
     epochs = ctx.epochs(s["epochs"])
