@@ -29,6 +29,7 @@
 
 # %% locked="setup"
 # Setup: run this first. Warnings are silenced so that graded cells stay clean.
+import os
 import shutil
 import tempfile
 import warnings
@@ -219,9 +220,12 @@ def _check(out):
 
     five = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"}
 
-    def rule(cpu, gpus, int8_flags=five, f16c_counts=False):
+    def rule(cpu, gpus, int8_flags=five, f16c_counts=False, pick="best"):
         if EX1_GPUS[gpus]:
-            cap = max(tuple(int(v) for v in g["capability"].split(".")) for g in EX1_GPUS[gpus])
+            caps = [g["capability"] for g in EX1_GPUS[gpus]]
+            cap = {"best": max(caps, key=lambda c: tuple(int(v) for v in c.split("."))), "string": max(caps),
+                   "first": caps[0]}[pick]
+            cap = tuple(int(v) for v in cap.split("."))
             p = "int8" if cap >= (7, 5) else "fp16" if cap >= (7, 0) else "fp32"
             return {"device": "cuda", "runtime": "tensorrt", "precision": p}
         isa, arm = set(EX1_CASES[cpu]["isa"]), EX1_CASES[cpu]["arch"] in ("aarch64", "arm64")
@@ -234,7 +238,10 @@ def _check(out):
         if not EX1_GPUS[gpus]:
             fast = {p.path: p.accelerated for p in accelerated_paths({"cpu": EX1_CASES[cpu], "cuda": []})}
             assert w["precision"] == ("int8" if fast["CPU INT8"] else "fp16" if fast["CPU FP16"] else "fp32")
-    expect_equal(out, want, what=f"choose_runtime on hidden reports {[f'{c}+{g}' for c, g in EX1_PAIRS]}", wrong={
+    expect_equal(out, want, what=f"choose_runtime on {len(EX1_PAIRS)} hidden hardware reports", wrong={
+        "capabilities compared as strings: '10.0' < '7.5' as text; compare (major, minor) numbers":
+            [rule(c, g, pick="string") for c, g in EX1_PAIRS],
+        "the first GPU, not the one with the highest capability": [rule(c, g, pick="first") for c, g in EX1_PAIRS],
         "INT8 needs VNNI / AMX-INT8 / Arm dot product, not just AVX2 or AVX-512":
             [rule(c, g, five | {"avx2", "avx512f"}) for c, g in EX1_PAIRS],
         "only avx512_vnni checked: avx_vnni, amx_int8, asimddp and i8mm are INT8 dot products too":
@@ -265,6 +272,8 @@ print("Exercise 1 passed")
 # need, too new and an older runtime refuses the file. Both, live:
 
 # %%
+import re
+
 import onnx.defs
 import onnx.version_converter
 
@@ -280,15 +289,16 @@ print(f"our INT8 file: opset {int8_model.opset_import[0].version}; per-axis Q/DQ
 try:
     onnx.version_converter.convert_version(int8_model, 12)
 except Exception as err:  # noqa: BLE001 (the point is the message)
-    print("down-converting the per-channel INT8 model to opset 12 fails:", str(err).splitlines()[-1][-80:])
+    print("down-converting the per-channel INT8 model to opset 12 fails:", str(err).split("failed:")[-1].strip())
 future = onnx.load(str(fp32_path))
 future.opset_import[0].version = onnx.defs.onnx_opset_version() + 2  # a file from a runtime newer than yours
 onnx.save(future, WORK / "future_opset.onnx")
 try:
     ort.InferenceSession(str(WORK / "future_opset.onnx"), providers=["CPUExecutionProvider"])
 except Exception as err:  # noqa: BLE001
-    print("ONNX Runtime", ort.__version__, "refuses a newer opset:", str(err).split("ValidateOpsetForDomain")[0][:60],
-          "...", str(err)[-90:].strip())
+    why = re.search(r"support for domain ai\.onnx is till opset \d+", str(err))
+    print(f"ONNX Runtime {ort.__version__} refuses a file at opset {future.opset_import[0].version}:",
+          why.group(0) if why else str(err)[:200])
 
 # %% [markdown]
 # ### Dynamic axes: a batch size frozen at export
@@ -375,13 +385,26 @@ class HistogramFeatures(nn.Module):
         return torch.stack([torch.histc(row, bins=8, min=0.0, max=1.0) for row in x.flatten(1)])
 
 
+def first_line(err):
+    return f"{type(err).__name__}: " + str(err).split("Torch IR graph")[0].strip().splitlines()[0]
+
+
 try:
     export.export_onnx(HistogramFeatures(), x_test[:2], WORK / "histogram.onnx")
 except Exception as err:  # noqa: BLE001
-    print(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+    print(first_line(err))
+# the classic case: a torch.ao dynamic-quantized model (packed-parameter ops that have no ONNX translation)
+mlp = build_model("mlp", "digits").eval()
+ao_int8 = torch.ao.quantization.quantize_dynamic(mlp, {nn.Linear}, dtype=torch.qint8)
+try:
+    export.export_onnx(ao_int8, x_test[:2], WORK / "ao_dynamic.onnx")
+except Exception as err:  # noqa: BLE001
+    print(first_line(err))
 
 # %% [markdown]
-# The fixes, from best to worst: move the step out of the graph (preprocess in the client, and ship that code
+# The second failure is why this course quantizes *after* export: a torch.ao dynamic-quantized model cannot be
+# exported, while the float model (or a fake-quant one, whose quantizers become Q/DQ pairs) can, and ONNX Runtime
+# quantizes the file. The fixes for an unsupported op, from best to worst: move the step out of the graph (preprocess in the client, and ship that code
 # with the model); rewrite it with supported ops (a histogram is a comparison and a sum); try the `dynamo`
 # exporter or a newer opset; register a custom op, which then has to exist in *every* runtime you deploy to
 # (Python, Java, the phone).
@@ -428,7 +451,8 @@ int8_logits = export.ort_run(export.ort_session(int8_path), x_test)
 p32, p8 = parity_check(ref_logits, fp32_logits), parity_check(ref_logits, int8_logits)
 print(f"torch vs ORT FP32: {p32}")
 print(f"torch vs ORT INT8: {p8}")
-expect_equal(p32["passed"], True, what="the FP32 export passes parity at atol 1e-4")
+expect_equal(p32["passed"], True, what="the FP32 export passes parity at atol 1e-4",
+             wrong={"not passed: a relative error explodes on logits near zero; compare absolute errors": False})
 expect_close(p8["max_abs_error"], float(np.abs(ref_logits.astype(np.float64) - int8_logits).max()), rtol=1e-9,
              what="max abs error, torch vs INT8",
              wrong={"mean instead of max: one bad output hides in the mean":
@@ -719,7 +743,9 @@ print(format_model_card(card)[:1500])
 #   processes x threads <= physical cores, and pin it in benchmarks so that numbers are reproducible.
 # * **`inter_op_num_threads`** and **`execution_mode`**: `ORT_PARALLEL` runs independent *branches* of the graph at
 #   once on the inter-op pool; a chain such as LeNet has none, so sequential mode with one inter-op thread is
-#   the right setting.
+#   the right setting. (With `inter_op_num_threads = 1` ONNX Runtime runs sequentially even when asked for
+#   parallel mode: `session.get_session_options()` then reports `ORT_SEQUENTIAL`. The sweep below gives
+#   parallel mode two inter-op threads.)
 # * **`graph_optimization_level`**: `ORT_DISABLE_ALL` runs the graph as exported; `BASIC` folds constants and
 #   removes redundant nodes; `EXTENDED` adds the fusions, among them the one that turns `DQ -> Conv -> Q` into
 #   `QLinearConv` and `DQ -> Gemm` into `QGemm`; `ALL` adds layout changes. Below `EXTENDED` a QDQ model
@@ -762,7 +788,8 @@ from coursekit.grading.sealed import expect_close, expect_equal, forbid, sealed_
 
 # Wrong answers caught: OMP_NUM_THREADS / environment variables set instead of the options (intra stays 0);
 # intra left at 0 ("all cores"); threads given to inter_op_num_threads instead; inter-op threads left at 0;
-# parallel execution mode; optimisation disabled or basic; a session on another file (outputs compared); the
+# parallel execution mode with more than one inter-op thread (with exactly one, ORT itself runs sequentially and
+# reports ORT_SEQUENTIAL, so that setting is harmless and passes); optimisation disabled or basic; a session on another file (outputs compared); the
 # threads argument ignored (3 threads asked in one case); delegating to coursekit.export.ort_session or
 # coursekit.export.session.session_options (forbidden).
 EX4_THREADS = [1, 2, 3]
@@ -849,21 +876,27 @@ for name, (path, data) in files.items():
         x = data[:batch].numpy()
         fns = {}
         for t, lvl, mode in grid:
-            sess = ort.InferenceSession(str(path), session_options(t, lvl, mode), providers=["CPUExecutionProvider"])
+            opts = session_options(t, lvl, mode, inter_threads=2 if mode == "parallel" else 1)
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             feed = {sess.get_inputs()[0].name: x}
             fns[(t, lvl, mode)] = lambda sess=sess, feed=feed: sess.run(None, feed)
         stats = measure_latency(fns, repeats=3 if FAST else 15, budget_s=0.05 if FAST else 0.5)
         for key, st in stats.items():
-            rows.append((name, batch, *key, st.median_ms))
+            rows.append((name, batch, *key, st.median_ms, st.min_ms))
 print(f"{'model':18s} {'batch':>5} {'threads':>7} {'opt':>5} {'mode':>10} {'median ms':>10}")
 for r in rows:
     print(f"{r[0]:18s} {r[1]:5d} {r[2]:7d} {r[3]:>5} {r[4]:>10} {r[5]:10.3f}")
 
 # %%
-def best_ms(name, batch, **want):
-    keep = [r for r in rows if r[0] == name and r[1] == batch and all(
-        r[{"threads": 2, "opt": 3, "mode": 4}[k]] == v for k, v in want.items())]
-    return min(r[5] for r in keep)
+def best_ms(name, batch, threads=1, opt="all", mode="sequential"):
+    """The median of the one setting asked for (defaults: the pinned, optimised, sequential session)."""
+    return next(r[5] for r in rows if r[:5] == (name, batch, threads, opt, mode))
+
+
+noisy = sum(r[5] > 1.5 * r[6] for r in rows)
+if noisy > len(rows) // 4:
+    print(f"note: {noisy} of {len(rows)} timings have a median over 1.5x their fastest sample: other programs "
+          f"shared the cores (load average {os.getloadavg()[0]:.1f}); small differences below are noise")
 
 
 for name in ("LeNet INT8", "Linear-heavy INT8"):
@@ -871,10 +904,10 @@ for name in ("LeNet INT8", "Linear-heavy INT8"):
     print(f"{name}, batch 1: optimisation off {off:.3f} ms vs all {on:.3f} ms -> {off / on:.2f}x from the fusions")
 for name in ("LeNet FP32", "Linear-heavy FP32"):
     for batch in (1, 64):
-        one, two = best_ms(name, batch, threads=1, opt="all"), best_ms(name, batch, threads=2, opt="all")
+        one, two = best_ms(name, batch), best_ms(name, batch, threads=2)
         verdict = "helps" if two < 0.9 * one else "does not help" if two < 1.1 * one else "hurts"
         print(f"{name}, batch {batch:2d}: 2 threads {two:.3f} ms vs 1 thread {one:.3f} ms: a second thread {verdict}")
-lp, ls = best_ms("LeNet FP32", 1, mode="parallel"), best_ms("LeNet FP32", 1, mode="sequential")
+lp, ls = best_ms("LeNet FP32", 1, mode="parallel"), best_ms("LeNet FP32", 1)
 print(f"LeNet FP32 batch 1, parallel vs sequential execution: {lp:.3f} vs {ls:.3f} ms (a chain has no branches)")
 for batch in (1, 64):
     print(f"Linear-heavy, batch {batch}: INT8 {best_ms('Linear-heavy FP32', batch) / best_ms('Linear-heavy INT8', batch):.2f}x"
@@ -893,16 +926,15 @@ for batch in (1, 64):
 # does post-training quantization of the same model. TensorRT (NVIDIA) builds an *engine* tuned for one GPU model
 # and one TensorRT version, so the ONNX file stays the portable artifact and the engine is rebuilt per target.
 # Same files, two runtimes, one thread each (OpenVINO pinned to FP32 inference so that it is compared with ORT's
-# FP32, not with bfloat16 it may pick by itself on CPUs with BF16 instructions):
+# FP32, not with bfloat16 it may pick by itself on CPUs with BF16 instructions). The `deploy` suite of section 13
+# adds the Linear-heavy model, NNCF's own INT8 quantization of the same model next to the course's PTQ, and a
+# reading of the numbers:
 
 # %%
-from coursekit.export import nncf_quantize, openvino_run, openvino_session
-from coursekit.export.openvino_rt import ir_size
+from coursekit.export import openvino_run, openvino_session
 
-nncf_path = nncf_quantize(fp32_path, WORK / "lenet_nncf", calibration)  # NNCF's PTQ, saved as OpenVINO IR
-runners = {"ORT FP32": export.ort_session(fp32_path), "ORT INT8 (course PTQ, QDQ)": export.ort_session(int8_path),
-           "OpenVINO FP32": openvino_session(fp32_path), "OpenVINO, same QDQ file": openvino_session(int8_path),
-           "OpenVINO INT8 (NNCF)": openvino_session(nncf_path)}
+runners = {"ORT FP32": export.ort_session(fp32_path), "ORT INT8 (QDQ)": export.ort_session(int8_path),
+           "OpenVINO FP32": openvino_session(fp32_path), "OpenVINO, same INT8 file": openvino_session(int8_path)}
 
 
 def run_any(runner, x):
@@ -912,15 +944,11 @@ def run_any(runner, x):
 outs = {name: run_any(r, x_test) for name, r in runners.items()}
 timed = measure_latency({(name, b): (lambda r=r, b=b: run_any(r, x_test[:b])) for name, r in runners.items()
                          for b in (1, 64)}, repeats=3 if FAST else 15, budget_s=0.05 if FAST else 0.5)
-sizes = {"ORT FP32": export.file_size(fp32_path), "ORT INT8 (course PTQ, QDQ)": export.file_size(int8_path),
-         "OpenVINO FP32": export.file_size(fp32_path), "OpenVINO, same QDQ file": export.file_size(int8_path),
-         "OpenVINO INT8 (NNCF)": ir_size(nncf_path)}
-print(f"{'LeNet, 1 thread':28s} {'accuracy':>8} {'max |diff| vs ORT FP32':>22} {'batch 1 ms':>10} {'batch 64 ms':>11} "
-      f"{'kB':>6}")
+print(f"{'LeNet, 1 thread':26s} {'accuracy':>8} {'max |diff| vs ORT FP32':>22} {'batch 1 ms':>10} {'batch 64 ms':>11}")
 for name, out in outs.items():
-    print(f"{name:28s} {np.mean(out.argmax(1) == y_test.numpy()):8.1%} "
+    print(f"{name:26s} {np.mean(out.argmax(1) == y_test.numpy()):8.1%} "
           f"{np.abs(out - outs['ORT FP32']).max():22.2e} {timed[(name, 1)].median_ms:10.3f} "
-          f"{timed[(name, 64)].median_ms:11.3f} {sizes[name] / 1e3:6.1f}")
+          f"{timed[(name, 64)].median_ms:11.3f}")
 print("TensorRT / CUDA execution provider:", "available" if "CUDAExecutionProvider" in ort.get_available_providers()
       else "skipped: no CUDA device and provider on this machine (the deploy suite says the same)")
 
@@ -956,7 +984,7 @@ x_rows = np.random.default_rng(0).standard_normal((64, 1024)).astype(np.float32)
 sizes = (1, 4, 16, 64) if FAST else (1, 2, 4, 8, 16, 32, 64)
 timed = measure_latency({b: (lambda b=b: export.ort_run(serve_session, x_rows[:b])) for b in sizes},
                         repeats=5 if FAST else 15, budget_s=0.2 if FAST else 0.6)
-curve = {b: timed[b].median_ms for b in sizes}  # measured compute time of one batch, ms
+curve = {b: timed[b].min_ms for b in sizes}  # compute time of one batch (fastest sample: the work itself), ms
 c1 = (curve[64] - curve[1]) / 63
 print("compute per batch (ms):", {b: round(ms, 3) for b, ms in curve.items()})
 print(f"fit c(b) ~ {curve[1] - c1:.3f} + {c1:.4f} b ms; full batches of 64 serve up to "
@@ -1023,7 +1051,9 @@ expect_equal(got["batches"], 3, what="number of batches for 10 requests, max bat
              wrong={"floor(10 / 4) = 2 drops the last 2 requests: ceil": 2})
 expect_close(got["mean_ms"], (4 * 4.0 + 4 * 8.0 + 2 * 11.0) / 10, what="mean latency",
              wrong={"latency is the batch's compute time, not its share per request (c(b)/b)":
-                    (4 * 1.0 + 4 * 2.0 + 2 * 3.5) / 10})
+                    (4 * 1.0 + 4 * 2.0 + 2 * 3.5) / 10,
+                    "a request finishes with its whole batch, at start + c(b), not at start + c(b)/b":
+                    (4 * 1.0 + 4 * 5.0 + 2 * 9.5) / 10})
 got = burst_latency(3, 8, 5.0, 2.0, 0.5)
 expect_close(got["max_ms"], 5.0 + 3.5, what="3 requests, max batch 8, max wait 5 ms: latency",
              wrong={"a partial batch waits max_wait_ms for more requests": 3.5})
@@ -1172,7 +1202,42 @@ sealed_test(_probe, _check, points=2)  # last expression: nbgrader reads a retur
 # short test, and stops it:
 
 # %%
-LOADTEST_PLACEHOLDER = True
+from coursekit.serve.loadtest import load_test
+
+duration = 2 if FAST else 6
+runs = {}
+if not FAST:  # FP32 vs INT8 on the same server settings (batches of up to 8, 2 ms wait), 16 closed-loop users
+    for name, path in (("FP32", lin_path), ("INT8", lin_int8)):
+        runs[name] = load_test(path, users=16, duration_s=duration, max_batch=8, max_wait_ms=2.0, queue_size=64)
+# overload: 4x more users than the queue holds -> 503s; every accepted request must still be answered
+runs["INT8 overload"] = load_test(lin_int8, users=32, duration_s=duration, max_batch=8, max_wait_ms=2.0,
+                                  queue_size=4)
+print(f"{'run':14s} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'mean batch':>10} {'503s':>5} "
+      f"{'accepted':>8} {'answered':>8}")
+for name, r in runs.items():
+    print(f"{name:14s} {r['rps']:7.0f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} "
+          f"{r['mean_batch_rows']:10.1f} {r['rejected_503']:5d} {r['accepted']:8d} {r['answered']:8d}")
+over = runs["INT8 overload"]
+print(f"overload: {over['rejected_503']} of {over['n']} requests got 503; accepted {over['accepted']}, answered "
+      f"{over['answered']}: {'none lost' if over['accepted'] == over['answered'] else 'REQUESTS LOST'}")
+if "FP32" in runs:
+    print(f"INT8 served {runs['INT8']['rps'] / runs['FP32']['rps']:.2f}x the requests/s of FP32 "
+          f"(p99 {runs['INT8']['p99_ms']:.1f} vs {runs['FP32']['p99_ms']:.1f} ms) with these settings, on this machine")
+
+# %% [markdown]
+# The same from a terminal, and the whole FP32-vs-INT8 sweep over batch settings (several minutes):
+#
+# ```bash
+# coursekit serve model.onnx --max-batch 8 --max-wait-ms 2 --port 8000     # in one terminal
+# coursekit loadtest http://127.0.0.1:8000 --users 16 --duration 10        # in another
+# coursekit loadtest --sweep                                               # FP32 vs INT8, every setting
+# ```
+#
+# Read the table with two facts in mind. The load generator runs on the same cores as the server, so both
+# compete (on 2 cores that is a large effect: a load test from another machine measures the server alone). And
+# with closed-loop users, requests in flight = users, so throughput x latency = users (Little's law): a faster
+# model shows up as more requests per second *and* a lower latency. In fast mode only the overload check runs
+# (2 seconds): the FP32-vs-INT8 comparison needs the longer runs of full mode.
 
 # %% [markdown]
 # ## 10 · The same model from Java: DJL and Spring Boot <a id="java-djl"></a>
@@ -1325,8 +1390,8 @@ for name, e in used.items():
     print(f"LeNet {name}, batch 64: {e.joules_per_call * 1e3 / 64:.4f} mJ per image over {e.seconds:.2f} s "
           f"[{e.source}: {e.note}]")
 ratio = used["FP32"].joules / used["INT8"].joules
-print(f"INT8 uses {ratio:.2f}x {'less' if ratio > 1 else 'more'} energy than FP32 here "
-      f"({'measured' if used['INT8'].source == 'rapl' else 'estimated from CPU time'})")
+print(f"INT8 uses {ratio if ratio >= 1 else 1 / ratio:.2f}x {'less' if ratio >= 1 else 'more'} energy per image "
+      f"than FP32 here ({'measured' if used['INT8'].source == 'rapl' else 'estimated from CPU time'})")
 
 # %% [markdown]
 # When RAPL is not readable, the estimate follows the CPU time, so its ratio is the speed ratio: it cannot show the
@@ -1335,7 +1400,6 @@ print(f"INT8 uses {ratio:.2f}x {'less' if ratio > 1 else 'more'} energy than FP3
 # compare.
 #
 # ## 13 · Benchmark: your hardware (the `deploy` suite) <a id="benchmark"></a>
-
 #
 # The cell below runs `coursekit bench --suite deploy`: ONNX Runtime and OpenVINO on the same FP32 and QDQ-INT8
 # ONNX files (the digits LeNet and the Linear-heavy model) at batch 1 and 64 on one pinned thread, NNCF's INT8
@@ -1343,9 +1407,8 @@ print(f"INT8 uses {ratio:.2f}x {'less' if ratio > 1 else 'more'} energy than FP3
 # run when a GPU is present and otherwise say that they were skipped. The reading is generated from *your* numbers.
 
 # %%
-from coursekit.suites.deploy import reading
-
 from coursekit.suites import run_suite
+from coursekit.suites.deploy import reading
 
 result = run_suite("deploy", fast=FAST, progress=False)
 print(reading(result["records"]))
