@@ -92,6 +92,17 @@ def _pareto_count(points):
     return sum(not dominated(p) for p in points)
 
 
+def _three_step_drop_vs_baseline():
+    """Three steps that each lose 0.6 points against the model before them, measured by the pipeline's gate."""
+    from coursekit.pipeline.validate import accuracy_drop
+
+    accuracy = [0.9]
+    for _ in range(3):
+        accuracy.append(accuracy[-1] - 0.006)
+        assert accuracy_drop({"accuracy": accuracy[-2]}, {"accuracy": accuracy[-1]}) == pytest.approx(0.6)
+    return accuracy_drop({"accuracy": accuracy[0]}, {"accuracy": accuracy[-1]})
+
+
 def _codes_used(lo, hi, scale):
     x = torch.linspace(lo, hi, 20001)
     return quant.quantize(x, torch.tensor(scale), torch.tensor(0), -128, 127).unique().numel()
@@ -195,6 +206,7 @@ CHECKS = {
     "ch09-end-to-end-ratio": lambda: (100e6 * 4) / (25e6 * (1 - 0.4) * 1),
     "ch09-instances-per-gpu": lambda: math.floor(
         (80 - 10) / round(formats.memory_bytes(7 * 10**9, "int4", group_size=128) / GB, 2)),
+    "ch09-gate-baseline": _three_step_drop_vs_baseline,
 }
 
 
