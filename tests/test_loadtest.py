@@ -52,12 +52,41 @@ def test_a_short_locust_run_measures_a_real_server(model_path):
     assert metrics["rejected"] == 0
 
 
-def test_overload_through_a_served_model_file_sheds_load_and_loses_nothing(model_path):
-    result = loadtest.load_test(model_path, users=24, duration_s=3, max_batch=1, max_wait_ms=0, queue_size=1)
-    assert result["rejected_503"] > 0 and result["failures"] == result["rejected_503"]  # only 503s, no errors
-    assert result["rejected_503"] <= result["server_rejected"]
-    assert result["accepted"] == result["answered"] > 0 and result["server_failed"] == 0
-    assert result["batch_size_histogram"].keys() == {"1"}
+def test_sweep_with_overload_through_served_model_files_sheds_load_and_loses_nothing(model_path):
+    records = loadtest.batch_sweep({"fp32": model_path}, settings=((1, 0.0),), users=6, duration_s=2,
+                                   queue_size=64, progress=False, model_name="lh64")
+    normal, overload = records
+    assert (normal["users"], normal["queue_size"], normal["overload"]) == (6, 64, False)
+    assert normal["n"] > 0 and normal["failures"] == 0 and normal["accepted"] == normal["answered"] >= normal["n"]
+    # 4x the users at a queue of users // 4 = 1: load is shed with 503s, nothing accepted is lost
+    assert (overload["users"], overload["queue_size"], overload["overload"]) == (24, 1, True)
+    assert overload["rejected_503"] > 0 and overload["failures"] == overload["rejected_503"]  # only 503s
+    assert overload["rejected_503"] <= overload["server_rejected"]
+    assert overload["accepted"] == overload["answered"] > 0 and overload["server_failed"] == 0
+    assert overload["batch_size_histogram"].keys() == {"1"}
+    assert {"rps", "p50_ms", "p95_ms", "p99_ms", "load_average"} <= overload.keys()
+    assert "lh64" == overload["model"] and "fp32 b1 w0 overload" == overload["variant"]
+
+
+def test_prepare_models_keeps_the_faster_int8_and_reports_its_batch_dependence(tmp_path):
+    import numpy as np
+
+    from coursekit.export import ort_session
+
+    models = loadtest.prepare_models(tmp_path, width=WIDTH, batch_sizes=(1, 4))
+    assert models["int8_method"] in ("dynamic", "static") and models["int8"].is_file() and models["fp32"].is_file()
+    lat = models["latency_ms"]
+    assert lat.keys() == {"fp32", "dynamic", "static"} and all(set(v) == {1, 4} for v in lat.values())
+    other = "static" if models["int8_method"] == "dynamic" else "dynamic"
+    geo = {m: (lat[m][1] * lat[m][4]) ** 0.5 for m in ("dynamic", "static")}
+    assert geo[models["int8_method"]] <= geo[other]
+    session = ort_session(models["int8"])
+    x = np.random.default_rng(1).normal(size=(8, WIDTH)).astype(np.float32)
+    x[1:] *= 10
+    alone, batched = session.run(None, {"input": x[:1]})[0], session.run(None, {"input": x})[0][:1]
+    assert models["int8_batch_dependence"] == float(np.abs(alone - batched).max())
+    if models["int8_method"] == "static":  # fixed scales: a row's answer does not depend on its neighbours
+        assert models["int8_batch_dependence"] == 0.0
 
 
 def test_bounds_and_loopback_only():

@@ -88,10 +88,12 @@ def run_sweep(args) -> int:
         os.environ["COURSEKIT_FAST"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         models = loadtest.prepare_models(args.models_dir or tmp, width=args.width, threads=args.threads)
-        print(f"INT8 variant: {models['int8_method']} (median ms per batch, ORT, {args.threads} thread(s): "
-              + "; ".join(f"{m} " + ", ".join(f"b{b} {ms:.2f}" for b, ms in lat.items())
-                          for m, lat in models["int8_latency_ms"].items())
-              + f"); a row alone vs in a batch differs by up to {models['int8_batch_dependence']:.2g}")
+        print(f"one ONNX Runtime call, median ms ({args.threads} thread(s); the ceiling without HTTP: "
+              f"batch x 1000 / ms rows/s):")
+        for name, lat in models["latency_ms"].items():
+            print(f"  {name:8s} " + ", ".join(f"batch {b}: {ms:.2f} ms ({b * 1e3 / ms:,.0f}/s)" for b, ms in lat.items()))
+        print(f"INT8 served: {models['int8_method']} (the faster here); one row alone vs in a batch of 8 differs by "
+              f"up to {models['int8_batch_dependence']:.2g}")
         records = loadtest.batch_sweep({"fp32": models["fp32"], "int8": models["int8"]}, users=args.users or 32,
                                        duration_s=args.duration, queue_size=args.queue_size, threads=args.threads,
                                        progress=not args.quiet, model_name=f"linear_heavy{args.width}")
