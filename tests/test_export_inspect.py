@@ -170,6 +170,8 @@ def test_session_options_are_set_as_asked():
     assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 2
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert session_options(allow_spinning=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
     default = session_options()
     assert default.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert default.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL and default.intra_op_num_threads == 1

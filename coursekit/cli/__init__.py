@@ -7,6 +7,7 @@
     coursekit course init DIR            a standard nbgrader course directory
     coursekit grade COURSE ASSIGNMENT    instructors: sealed grading of a class
     coursekit drill / coursekit quiz     interview practice
+    coursekit export MODEL --out DIR     a course model as ONNX (FP32/INT8) + model card + parity report
     coursekit serve MODEL.onnx           HTTP inference server with dynamic batching (loopback)
     coursekit loadtest TARGET | --sweep  locust load test: requests/s, p50/p95/p99; FP32 vs INT8 sweep
     coursekit compress --recipe R --out D  run a compression recipe with validation after every step
@@ -29,6 +30,7 @@ from coursekit.cli import (
     course,
     doctor,
     drill,
+    export,
     grade,
     loadtest,
     quiz,
@@ -37,7 +39,7 @@ from coursekit.cli import (
 )
 from coursekit.cli.errors import Parser, run_command
 
-COMMANDS = (doctor, bench, build, check, course, grade, drill, quiz, serve, loadtest, compress, report)
+COMMANDS = (doctor, bench, build, check, course, grade, drill, quiz, export, serve, loadtest, compress, report)
 
 
 def make_parser() -> Parser:

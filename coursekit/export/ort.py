@@ -25,13 +25,14 @@ METHODS = ("minmax", "entropy", "percentile")
 
 
 def ort_session(path, threads: int = 1, optimization: str = "all", execution_mode: str = "sequential",
-                providers=("CPUExecutionProvider",)):
+                allow_spinning: bool = True, providers=("CPUExecutionProvider",)):
     """An ``onnxruntime.InferenceSession`` with ``threads`` intra-op threads (1 inter-op thread), the graph
-    optimization level ``optimization`` and ``execution_mode`` (``coursekit.export.session.session_options``
-    explains each), on ``providers`` (CPU by default)."""
+    optimization level ``optimization``, ``execution_mode`` and ``allow_spinning``
+    (``coursekit.export.session.session_options`` explains each), on ``providers`` (CPU by default)."""
     import onnxruntime as ort
 
-    options = session_options(threads=threads, optimization=optimization, execution_mode=execution_mode)
+    options = session_options(threads=threads, optimization=optimization, execution_mode=execution_mode,
+                              allow_spinning=allow_spinning)
     return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
 
 

@@ -14,6 +14,9 @@
 * ``execution_mode``: ``"sequential"`` runs one node after another; ``"parallel"`` runs independent branches
   at the same time on ``inter_op_num_threads`` threads. A chain-shaped model (an MLP, a LeNet) has no
   independent branches, so parallel mode only adds scheduling overhead there.
+* ``allow_spinning``: after each run ORT's intra-op threads busy-wait for a while, ready for the next call (low
+  latency for back-to-back calls, but a CPU burnt while idle and stolen from other processes and sessions).
+  ``False`` makes them sleep at once: fairer on a shared machine, slower for a stream of calls.
 
 The measured effect of each combination is the ``deploy`` suite's ``sweep_session_options``
 (``coursekit bench --suite deploy``): the measurement lives above this layer, in ``coursekit.suites.deploy``.
@@ -31,10 +34,11 @@ EXECUTION_MODES = ("sequential", "parallel")
 
 
 def session_options(threads: int = 1, optimization: str = "all", execution_mode: str = "sequential",
-                    inter_threads: int = 1, optimized_model_path=None):
+                    inter_threads: int = 1, allow_spinning: bool = True, optimized_model_path=None):
     """An ``onnxruntime.SessionOptions`` with ``threads`` intra-op threads, ``inter_threads`` inter-op threads
     (used only in ``"parallel"`` mode), the graph optimization level ``optimization`` (one of
-    ``OPTIMIZATION_LEVELS``) and ``execution_mode`` (``"sequential"`` or ``"parallel"``).
+    ``OPTIMIZATION_LEVELS``), ``execution_mode`` (``"sequential"`` or ``"parallel"``) and whether idle intra-op
+    threads spin (``allow_spinning``).
 
     ``optimized_model_path``: where ORT writes the graph after its optimizations (to inspect what it fused).
     """
@@ -55,6 +59,7 @@ def session_options(threads: int = 1, optimization: str = "all", execution_mode:
     options.graph_optimization_level = levels[optimization]
     options.execution_mode = modes[execution_mode]
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     if optimized_model_path is not None:
         options.optimized_model_filepath = os.fspath(optimized_model_path)
     return options
