@@ -13,6 +13,7 @@ from sklearn.metrics import recall_score
 
 from coursekit import prune
 from coursekit.data import get_loaders
+from coursekit.export import export_onnx
 from coursekit.pipeline import compress
 from coursekit.train import pretrained
 
@@ -63,9 +64,16 @@ def test_every_step_kind_runs_and_is_kept(every_step):
     model = torch.load(out / channel["files"]["model"], weights_only=False)
     base = pretrained("lenet", "digits", progress=False)
     assert model.features[0].out_channels < base.features[0].out_channels   # channels physically removed
-    ops = {n.op_type for n in onnx.load(out / "model.onnx").graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops                       # QAT exported as QDQ
-    assert qat["metrics"]["size_bytes"] < log["baseline"]["metrics"]["size_bytes"]
+    graph = onnx.load(out / "model.onnx").graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}   # QAT exported as QDQ
+    assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer)       # weights stored as INT8
+    qmodel = torch.load(out / qat["files"]["model"], weights_only=False)
+    raw = export_onnx(qmodel, torch.zeros(1, 1, 8, 8), out.parent / "raw-qdq.onnx")   # float weights + Q/DQ
+    assert qat["metrics"]["size_bytes"] < 0.75 * raw.stat().st_size      # small model: graph overhead stays
+    x = torch.cat([x for x, _ in get_loaders("digits", fast=True).test])
+    folded, unfolded = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                        for p in (out / "model.onnx", raw))
+    np.testing.assert_array_equal(folded.run(None, {"input": x.numpy()})[0], unfolded.run(None, {"input": x.numpy()})[0])
 
 
 def test_validation_numbers_match_independent_references(every_step):

@@ -113,3 +113,37 @@ def test_impossible_size_budget_is_refused_before_training():
     impossible = parse_recipe(with_changes(("budget", "target_size_bytes"), floor - 1))
     with pytest.raises(ValueError, match=rf"target_size_bytes={floor - 1} is impossible by construction"):
         check_feasible(impossible)
+
+
+def test_cli_refuses_bad_input_with_one_line(tmp_path, capsys):
+    from coursekit.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["compress", "--recipe", "rollback-demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("coursekit compress: error: --out") and "not empty" in err and len(err.splitlines()) == 1
+    assert (out / "keep.txt").read_text() == "mine"
+    (tmp_path / "r.toml").write_text("[model]\nname = 'lenet'\n[budget]\nmax_accuracy_drop = 1\n"
+                                     "[[steps]]\nkind = 'quantise'\n")
+    assert main(["compress", "--recipe", str(tmp_path / "r.toml"), "--out", str(tmp_path / "new")]) == 2
+    assert "unknown step kind 'quantise'; did you mean 'quantize'?" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_cli_report_writes_the_page(tmp_path, capsys):
+    import json
+
+    from coursekit.cli import main
+
+    records = [{"model": "m", "variant": v, "device": "cpu", "batch": 1, "threads": 1, "latency_ms_median": lat,
+                "size_bytes": size, "accuracy": acc} for v, acc, lat, size in
+               (("a", 0.9, 1.0, 100), ("b", 0.8, 2.0, 200), ("c", 0.95, 3.0, 50))]
+    (tmp_path / "s.json").write_text(json.dumps({"suite": "x", "hardware": {}, "records": records}))
+    assert main(["report", str(tmp_path / "s.json"), "--out", str(tmp_path / "rep")]) == 0
+    text = capsys.readouterr().out
+    assert "3 variant(s), 2 on the Pareto front" in text               # b is dominated by a
+    assert {p.name for p in (tmp_path / "rep").iterdir()} == {"pareto.html", "pareto.png", "variants.json"}
+    assert main(["report", str(tmp_path / "s.json"), "--out", str(tmp_path / "rep")]) == 2   # no silent overwrite
+    assert "--force" in capsys.readouterr().err
