@@ -21,6 +21,7 @@ from coursekit.cli import main
 from coursekit.export import export_onnx, ort_run, ort_session
 from coursekit.models import build_model
 from coursekit.serve import ServerThread, bind_socket, check_loopback, create_app, load_model
+from coursekit.serve.server import base_url
 
 WIDTH = 64
 
@@ -247,6 +248,8 @@ def test_port_in_use_is_a_clear_error(model_path, capsys):
 def test_only_loopback_addresses(model_path):
     assert check_loopback("127.0.0.1") == "127.0.0.1" and check_loopback("localhost") == "127.0.0.1"
     assert check_loopback("::1") == "::1"
+    with bind_socket("::1", 0) as sock:
+        assert base_url(sock) == f"http://[::1]:{sock.getsockname()[1]}"
     for host in ("0.0.0.0", "192.168.1.10", "example.com"):
         with pytest.raises(ValueError, match="not a loopback address"):
             bind_socket(host, 0)

@@ -257,6 +257,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def base_url(sock: socket.socket) -> str:
+    """``http://HOST:PORT`` of a bound socket (an IPv6 host in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _uvicorn_server(app, log_level: str):
     import uvicorn
 
@@ -285,7 +291,7 @@ def run_server(model_path, host: str = "127.0.0.1", port: int = 8000, max_batch:
     app = create_app(model_path, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
                      threads=threads)
     sock = bind_socket(host, port)
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
+    url = base_url(sock)
     server = _uvicorn_server(app, log_level)
     print(f"coursekit serve: {model_path} on {url} (max_batch={max_batch}, max_wait_ms={max_wait_ms:g}, "
           f"queue_size={queue_size}, threads={threads}); SIGTERM or Ctrl-C drains the queue and stops", flush=True)
@@ -309,7 +315,7 @@ class ServerThread:
     def __init__(self, model_path, host: str = "127.0.0.1", port: int = 0, **settings):
         self.app = create_app(model_path, **settings)
         self._sock = bind_socket(host, port)
-        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
+        self.url = base_url(self._sock)
         self._server = _uvicorn_server(self.app, "warning")
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
