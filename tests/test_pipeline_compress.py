@@ -195,6 +195,8 @@ def test_bad_output_folders_and_budgets(tmp_path, every_step):
     changed["steps"][0]["epochs"] = 2
     with pytest.raises(ValueError, match="written by a different recipe"):
         compress(changed, out, resume=True, fast=True, progress=False)
+    with pytest.raises(ValueError, match="was run with fast=True, now fast=False"):
+        compress(_every_step_recipe(log), out, resume=True, fast=False, progress=False)
     with pytest.raises(ValueError, match="target_size_bytes=10 is impossible by construction"):
         compress(recipe([{"kind": "finetune"}], target_size_bytes=10), tmp_path / "x", fast=True)
     missing = recipe([{"kind": "distill", "teacher": "lenet", "teacher_checkpoint": "nowhere/teacher.pt"}])

@@ -248,6 +248,9 @@ def compress(recipe, out, *, resume: bool = False, fast: bool | None = None, pro
     fast = _env.fast_mode() if fast is None else bool(fast)
     out = prepare_output(out, resume)
     previous = _read_log(out, recipe) if resume else None
+    if previous is not None and previous.get("fast") != fast:
+        raise ValueError(f"--resume: {str(out)!r} was run with fast={previous.get('fast')}, now fast={fast}; resume "
+                         "in the same mode (--fast or not), or use a new --out folder")
     done = {r["index"]: r for r in (previous or {}).get("steps", []) if r.get("status")}
     runner = _Runner(recipe, out, fast, progress)
     stage = Stage(runner.baseline)
