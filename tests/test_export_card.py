@@ -48,7 +48,9 @@ def test_model_card_fields_come_from_the_file(exported):
     model, _, fp32, int8 = exported
     for path, precision, fmt in ((fp32, "fp32", "float"), (int8, "int8", "QDQ")):
         card_path = write_model_card(path, model=model, accuracy={"test": 0.5}, latency_ms={"batch 1": 0.1},
-                                     calibration="200 random N(0, 1) inputs", dataset="random")
+                                     calibration="200 random N(0, 1) inputs", dataset="random",
+                                     parity={"per_class_agreement": [1.0, float("nan")], "n": 2,
+                                             "max_abs_error": 0.0, "top1_agreement": 1.0})
         assert card_path == path.with_name(path.stem + ".card.json") and card_path.is_file()
         assert path.with_name(path.stem + ".card.md").is_file()
         card = json.loads(card_path.read_text())
@@ -69,6 +71,7 @@ def test_model_card_fields_come_from_the_file(exported):
         assert card["software"]["onnxruntime"] == ort.__version__ and card["software"]["coursekit"]
         assert card["hardware"]["logical_cpus"] == os.cpu_count()
         assert read_model_card(path) == card == read_model_card(card_path)
+        assert "NaN" not in card_path.read_text()  # strict JSON for every reader
         assert precision in path.with_name(path.stem + ".card.md").read_text()
 
 

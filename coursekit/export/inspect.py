@@ -103,7 +103,8 @@ def _dq_dtype(dq, initializers: dict, producers: dict) -> str | None:
 def layer_precisions(path_or_model) -> list[dict]:
     """One entry per weight-carrying op: ``{"name", "op_type", "format", "weight", "activation"}``.
 
-    ``format`` is ``"QDQ"`` (a float op whose inputs come from ``DequantizeLinear``), ``"QOperator"`` (an integer
+    ``format`` is ``"QDQ"`` (a float op whose inputs come from ``DequantizeLinear``, possibly through ops that keep
+    the quantization grid, ``TRANSPARENT_OPS`` such as MaxPool, as NNCF places them), ``"QOperator"`` (an integer
     op from ``INTEGER_OPS``) or ``"float"``; ``weight`` / ``activation`` are the element types the op really
     reads (``"int8"``, ``"uint8"``, ``"float32"``; ``"int4"`` for ``MatMulNBits``).
     """

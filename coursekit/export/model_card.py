@@ -96,17 +96,20 @@ def write_model_card(onnx_path, *, model=None, accuracy=None, latency_ms=None, c
     ``{"batch 1": ...}``), ``calibration`` (what the INT8 ranges were computed on), ``parity`` (a
     ``parity_report``), ``dataset``, ``hardware`` (default: ``basic_hardware()``) and ``notes``; ``model``
     (the torch module it came from) adds its class and parameter count. Software versions are recorded too.
+    The JSON is strict (NaN, e.g. the agreement of a class never predicted, is written as null) so any JSON
+    reader, Java's included, can load it.
     """
     card = build_model_card(onnx_path, model=model, accuracy=accuracy, latency_ms=latency_ms,
                             calibration=calibration, parity=parity, dataset=dataset, hardware=hardware, notes=notes)
     json_path, md_path = card_paths(onnx_path)
-    json_path.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+    card = json.loads(json.dumps(card, default=_json_default), parse_constant=lambda _: None)  # NaN -> null
+    json_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
     md_path.write_text(format_model_card(card))
     return json_path
 
 
 def _json_default(value):
-    """Numbers from numpy/torch (np.float32, 0-d tensors) as plain Python numbers; NaN stays NaN."""
+    """Numbers from numpy/torch (np.float32, 0-d tensors) as plain Python numbers."""
     if hasattr(value, "item"):
         return value.item()
     if hasattr(value, "tolist"):
