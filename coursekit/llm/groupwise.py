@@ -40,7 +40,7 @@ from coursekit._validate import check_choice, check_int
 from coursekit.formats.integers import IntFormat
 from coursekit.formats.memory import bits_per_param, memory_bytes
 from coursekit.formats.packing import PACKABLE_BITS, pack_bits, unpack_bits
-from coursekit.quant.primitives import calc_qparams, dequantize, quantize
+from coursekit.quant.primitives import calc_qparams, dequantize, fake_quantize_parts, quantize
 
 SUPPORTED_BITS = (8, 4, 3, 2)
 SCALE_FORMATS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -95,10 +95,16 @@ def group_qparams(w_group: torch.Tensor, bits: int, symmetric: bool = False):
 
 def quantize_column(col: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int,
                     symmetric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Codes and dequantized values of one weight column (``[rows]``) with per-row parameters."""
+    """Codes and dequantized values of one weight column (``[rows]``) with per-row parameters.
+
+    GPTQ calls this once per column, so it uses the unchecked ``fake_quantize_parts`` of the primitives (the
+    same arithmetic as :func:`~coursekit.quant.primitives.quantize`); ``scale``/``zero_point`` come from
+    :func:`group_qparams`, already valid.
+    """
     qmin, qmax = code_range(bits, symmetric)
-    q = quantize(col, scale, zero_point, qmin, qmax, axis=0)
-    return q, dequantize(q, scale, zero_point, axis=0)
+    zero = zero_point.to(torch.float32)
+    w_hat, code, _ = fake_quantize_parts(col.to(torch.float32), scale, zero, qmin, qmax)
+    return torch.clamp(code, qmin, qmax).to(torch.uint8), w_hat
 
 
 # ----------------------------------------------------------------------------------------------- GroupQuant
