@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from coursekit.llm.gptq import damped_inverse_cholesky, gptq_quantize, hessian, layer_error, obq_update
-from coursekit.llm.groupwise import group_qparams, quantize_column, quantize_groupwise
+from coursekit.llm.groupwise import group_qparams, quantize_groupwise
 
 
 def _layer(seed=0, n=256, d_in=64, d_out=24):
@@ -29,7 +29,9 @@ def _obs_reference(w, H, bits, g, damp=0.01, act_order=False, symmetric=False):
     for q in range(cols):
         if q % g == 0:  # group parameters from the current (already updated) weights of the group
             scale, zero = group_qparams(W[:, q:q + g].float(), bits, symmetric)
-        Q[:, q] = quantize_column(W[:, q].float(), scale, zero, bits, symmetric)[1].double()
+        qmin = 1 if symmetric else 0  # RTN of the column written out: round(w * (1/S)) + Z, clamped (float32)
+        code = torch.clamp(torch.round(W[:, q].float() * (1.0 / scale)) + zero, qmin, 2**bits - 1)
+        Q[:, q] = ((code - zero) * scale).double()
         err = (W[:, q] - Q[:, q]) / Hinv[q, q]
         W[:, q:] -= torch.outer(err, Hinv[q, q:])                      # delta_F = -err * [H_F^-1]_{q,F}
         Hinv = Hinv - torch.outer(Hinv[:, q], Hinv[q, :]) / Hinv[q, q]  # H_{F-q}^-1 (eq. 3)
