@@ -130,10 +130,12 @@ def load_minilm() -> tuple[nn.Module, object]:
     os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub, even for a missing file
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar writes to stderr (graded cells must not)
     path = str(model_dir())
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32)
+    model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     model.eval()
     return model, tokenizer
 
