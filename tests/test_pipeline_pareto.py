@@ -65,7 +65,7 @@ def suite_result():
         rec("cnn", "fp32", 1, lat=0.01, size=9000, acc=0.98, runtime="ort"),
         rec("cnn", "fp32", 64, lat=0.3, size=9000, acc=0.98, runtime="ort"),
         rec("cnn", "int8", 64, lat=0.1, size=3000, acc=0.97),
-        rec("cnn", "int8", 1, lat=0.015, size=3000),
+        rec("cnn", "int8", 1, lat=0.025, size=3000, latency_ms_min=0.015),
         rec("cnn", "no_accuracy", 1, lat=0.01, size=1000),
         rec("cnn", "no_size", 1, lat=0.01, acc=0.5)]}
 
@@ -85,9 +85,11 @@ def test_gather_from_folders_and_files(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     metrics = {"accuracy": 0.99, "test_accuracy": 0.98, "per_class": [1.0], "min_class_accuracy": 1.0,
-               "robust_accuracy": 0.9, "size_bytes": 20000, "size_ratio": 1.0, "latency_ms": {"ort": 0.02},
+               "robust_accuracy": 0.9, "size_bytes": 20000, "size_ratio": 1.0, "latency_ms": {"ort": 0.03},
+               "latency_ms_min": {"ort": 0.02},
                "speedup": 1.0, "speedup_min": 1.0, "batch": 1}
-    step = {**metrics, "accuracy": 0.97, "size_bytes": 5000, "size_ratio": 4.0, "latency_ms": {"ort": 0.01},
+    step = {**metrics, "accuracy": 0.97, "size_bytes": 5000, "size_ratio": 4.0, "latency_ms": {"ort": 0.05},
+            "latency_ms_min": {"ort": 0.01},
             "speedup": 2.0, "speedup_min": 2.0}
     log = {"recipe": {"name": "r", "description": "", "model": {"name": "lenet", "dataset": "digits"}},
            "baseline": {"label": "baseline", "status": "baseline", "metrics": metrics},
@@ -102,6 +104,7 @@ def test_gather_from_folders_and_files(tmp_path):
     front = {v["label"]: v["front_latency"] for v in found["variants"]}
     assert front == dict(zip(labels, brute_force(found["variants"], {"accuracy": "max", "latency_ms": "min"})))
     assert not front["r: 02-quantize (rolled back)"]
+    assert [v["latency_ms"] for v in found["variants"][2:]] == [0.02, 0.01, 0.01]   # minimum latency, not median
     with pytest.raises(ValueError, match="neither a compress log"):
         gather(tmp_path / "notes.json")
     with pytest.raises(FileNotFoundError, match="does not exist"):
