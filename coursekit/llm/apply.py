@@ -17,6 +17,8 @@ a forward pre-hook. With ``sequential=True`` (the default, as GPTQ's paper does 
 calibrated on the inputs it receives from the model whose layers ``0..k-1`` are ALREADY quantized, so it
 compensates the errors made before it; this costs one pass over the calibration set per layer.
 ``sequential=False`` captures every layer's inputs in one pass of the FP32 model (faster, slightly worse).
+Every position a layer sees is a calibration row, padding tokens of a padded batch included (pass unpadded or
+equal-length batches to keep them out).
 
 :func:`w8a8_linears` replaces every Linear by an INT8 x INT8 version: plain W8A8 (per-tensor activations),
 SmoothQuant W8A8, or the LLM.int8() decomposition.
