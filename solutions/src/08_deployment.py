@@ -444,7 +444,7 @@ except Exception as err:  # noqa: BLE001
 # \text{top-1 agreement} = \frac{1}{N}\sum_{i=1}^{N} \mathbb{1}\big[\arg\max_j y^{\text{ref}}_{ij} =
 # \arg\max_j y^{\text{cand}}_{ij}\big].$$
 #
-# For an FP32 export the error is float rounding (about $10^{-6}$ on logits of size 10) and the agreement is
+# For an FP32 export the error is float rounding ($10^{-6}$ to $10^{-5}$ on logits of size 10) and the agreement is
 # exactly 1: a tight *absolute* tolerance on the *maximum* catches a single broken output. The mean would hide it,
 # and a relative error explodes on logits near zero. After INT8 quantization elementwise agreement is not
 # expected any more: then the question becomes the task metric, the top-1 agreement with FP32, and the agreement
@@ -940,10 +940,12 @@ for batch in (1, 64):
           f" faster than FP32; LeNet: {best_ms('LeNet FP32', batch) / best_ms('LeNet INT8', batch):.2f}x")
 
 # %% [markdown]
-# Read your numbers: the second thread pays only where one operator is big enough to split (the Linear-heavy
-# model, and large batches); on the tiny LeNet at batch 1 waking a thread costs about as much as the work. The
-# INT8 model without graph optimisation runs its Q/DQ pairs in float. The execution mode changes nothing on a
-# chain. These are the measurements the `deploy` suite of section 13 repeats with more care.
+# Compare your numbers with what the mechanics predict. A second thread can pay only where one operator is big
+# enough to split (the Linear-heavy model, large batches); on the tiny LeNet at batch 1 waking a thread costs
+# about as much as the work. Without graph optimisation the INT8 QDQ model runs its Q/DQ pairs in float. Parallel
+# execution has nothing to overlap on a chain: at best it changes nothing, at worst its inter-op threads compete
+# with the intra-op ones for the same cores. Where your numbers disagree, read the noise note above: on a shared
+# machine timings need more repeats, which the `deploy` suite of section 13 takes.
 #
 # ## 7 · OpenVINO side by side; TensorRT <a id="tensorrt-openvino"></a>
 #
