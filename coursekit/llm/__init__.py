@@ -20,6 +20,7 @@ Modules, one concept each:
 * ``gpt``         TinyGPT (nanoGPT-style, 825,856 parameters), generate with a KV cache
 * ``kvcache``     FP32 and INT8 (per-token / per-head scales) key/value caches, their bytes
 * ``train_gpt``   the recipe of the shipped TinyGPT weights; ``pretrained_gpt()`` loads them offline
+* ``minilm``      all-MiniLM-L6-v2 offline: embeddings, cosine/Spearman quality, activation outliers
 """
 from coursekit.llm.apply import QuantReport, capture_inputs, int4_linear_stack, quantize_linears, w8a8_linears
 from coursekit.llm.awq import awq_channel_scales, awq_quantize, awq_scales, awq_search
@@ -39,6 +40,14 @@ from coursekit.llm.groupwise import (
 )
 from coursekit.llm.int8matmul import int8_matmul
 from coursekit.llm.kvcache import Int8KVCache, KVCache, cache_bytes
+from coursekit.llm.minilm import (
+    SENTENCES,
+    activation_absmax,
+    embed,
+    embedding_quality,
+    load_minilm,
+    outlier_dimensions,
+)
 from coursekit.llm.nf4dq import (
     NF4DoubleQuant,
     nf4_double_dequantize,
@@ -51,6 +60,7 @@ from coursekit.llm.smoothquant import SmoothW8A8Linear, W8A8Linear, smooth_linea
 from coursekit.llm.train_gpt import pretrained_gpt, train_tiny_gpt
 
 __all__ = [
+    "SENTENCES",
     "SUPPORTED_BITS",
     "CharTokenizer",
     "GPTConfig",
@@ -66,6 +76,7 @@ __all__ = [
     "SmoothW8A8Linear",
     "TinyGPT",
     "W8A8Linear",
+    "activation_absmax",
     "awq_channel_scales",
     "awq_quantize",
     "awq_scales",
@@ -75,6 +86,8 @@ __all__ = [
     "capture_inputs",
     "corpus_splits",
     "dequantize_groupwise",
+    "embed",
+    "embedding_quality",
     "fake_quantize_groupwise",
     "fold_input_scales",
     "generate",
@@ -85,11 +98,13 @@ __all__ = [
     "int8_decomposed_matmul",
     "int8_matmul",
     "layer_error",
+    "load_minilm",
     "nf4_double_dequantize",
     "nf4_double_quant_bytes",
     "nf4_double_quantize",
     "obq_update",
     "outlier_channels",
+    "outlier_dimensions",
     "pack_groupwise",
     "pretrained_gpt",
     "quantize_groupwise",
