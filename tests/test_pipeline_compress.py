@@ -48,7 +48,9 @@ def every_step(tmp_path_factory):
              {"kind": "finetune", "epochs": 1},
              {"kind": "prune", "method": "channel", "amount": 0.25, "epochs": 1},
              {"kind": "quantize", "method": "qat", "backend": "torch", "epochs": 1}]
-    return out, compress(recipe(steps), out, fast=True, progress=False)
+    r = recipe(steps)
+    r["validate"] = {**FAST_VALIDATE, "backends": ["ort", "torch"]}   # torch eager timed too
+    return out, compress(r, out, fast=True, progress=False)
 
 
 def test_every_step_kind_runs_and_is_kept(every_step):
@@ -91,6 +93,7 @@ def test_validation_numbers_match_independent_references(every_step):
     assert final["size_ratio"] == pytest.approx(base["size_bytes"] / final["size_bytes"])
     assert final["speedup"] == pytest.approx(final["baseline_latency_ms"]["ort"] / final["latency_ms"]["ort"])
     assert 0 <= final["robust_accuracy"] <= 1 and final["latency_ms"]["ort"] > 0
+    assert set(final["latency_ms"]) == set(final["baseline_latency_ms"]) == {"ort", "torch"}
     for r in log["steps"]:
         assert r["drop_points"] == pytest.approx(100 * (base["accuracy"] - r["metrics"]["accuracy"]))
     on_disk = json.loads((out / "log.json").read_text())
