@@ -400,8 +400,7 @@ six = [(0.92, 10), (0.91, 6), (0.90, 7), (0.88, 3), (0.89, 5), (0.87, 4)]
 pts = [{"accuracy": a, "latency_ms": t, "size_bytes": 1000} for a, t in six]
 expect_equal(pareto_mask(pts), [True, True, False, True, True, False], what="pareto_mask on the six configurations",
              wrong={"latency maximised instead of minimised": [True, False, False, False, False, False]})
-twins = [{"accuracy": 0.9, "latency_ms": 2.0, "size_bytes": 500}] * 2 + [
-    {"accuracy": 0.9, "latency_ms": 2.0, "size_bytes": 400}]
+twins = [{"accuracy": 0.9, "latency_ms": 2.0, "size_bytes": size} for size in (500, 500, 400)]  # 3 dicts
 expect_equal(pareto_mask(twins), [False, False, True], what="pareto_mask: two twins, and a point smaller than both")
 expect_equal(pareto_mask(twins[:2]), [True, True], what="pareto_mask: two identical points",
              wrong={"a tie counted as domination (no strictly-better test)": [False, False]})
