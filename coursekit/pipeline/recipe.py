@@ -325,8 +325,12 @@ def _read(path: Path) -> dict:
             raise ValueError(f"recipe {str(path)!r} is not valid YAML: {err}") from err
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    except ModuleNotFoundError:  # Python 3.10: tomllib arrived in 3.11
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError as err:
+            raise ValueError(f"recipe {str(path)!r}: reading TOML on Python 3.10 needs the tomli package "
+                             "(pip install tomli), or write the recipe as YAML (.yaml)") from err
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
