@@ -80,8 +80,8 @@ print(f"tiny GPT: {sum(p.numel() for p in gpt.parameters()):,} parameters, vocab
 #
 # with $L$ layers, $H_{kv}$ key/value heads of dimension $d_{head}$, context $T$ and batch $B$. For Llama-2-7B
 # ($L = 32$, $H_{kv} = 32$, $d_{head} = 128$) one token costs $2 \cdot 32 \cdot 32 \cdot 128 \cdot 2 = 524{,}288$
-# bytes of FP16 cache: half a megabyte per token, 2.1 GB for a 4096-token conversation, as much as half the 4-bit
-# weights. `coursekit.llm.explore.llm_memory` does this arithmetic with `formats.memory_bytes` and
+# bytes of FP16 cache: half a megabyte per token, 2.1 GB for a 4096-token conversation, more than half as much as the
+# 4-bit weights. `coursekit.llm.explore.llm_memory` does this arithmetic with `formats.memory_bytes` and
 # `formats.kv_cache_bytes`:
 
 # %%
@@ -800,8 +800,9 @@ print(f"output error INT3 per row: RTN {curve_rtn[-1]:.4f}, GPTQ {curve_gptq[-1]
 # transformers are not: a handful of hidden dimensions carry values tens of times larger than all the others, on
 # almost every token (Dettmers et al. 2022, "LLM.int8()"; Bondarenko et al. 2021 for BERT-sized models). A
 # per-tensor (or per-token) INT8 scale must cover them, so its step is too coarse for everything else. The tiny
-# GPT is too small and too briefly trained to show this; **MiniLM**, a real pretrained sentence transformer, does.
-# The largest |activation| of every input channel of its Linear layers, measured on the chapter's sentences:
+# GPT is too small and too briefly trained to show this (the last line below measures it); **MiniLM**, a real
+# pretrained sentence transformer, does. The largest |activation| of every input channel of the Linear layers that
+# read its hidden state, measured on the chapter's sentences:
 
 # %%
 mini, mini_tok = minilm.load_minilm()
@@ -828,6 +829,11 @@ for name in names:
 dims = minilm.outlier_dimensions(absmax)
 print("hidden dimensions above 6.0 anywhere in the model: " + ", ".join(
     f"{d['dim']} (|x| up to {d['max_abs']:.1f}, in {d['layers']} layers)" for d in dims[:6]))
+gpt_linears = [n for n, m in gpt.named_modules() if isinstance(m, nn.Linear)]
+ratios = [(x.abs().amax(0).max() / x.abs().amax(0).median()).item()
+          for x in capture_inputs(gpt, gpt_linears, calib_batches).values()]
+print(f"for comparison, the tiny GPT: the largest max/median ratio over its {len(ratios)} Linear inputs is "
+      f"{max(ratios):.1f}")
 
 # %% [markdown]
 # A large ratio between the largest channel and the typical one means that a per-tensor INT8 step
