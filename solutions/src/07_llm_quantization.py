@@ -1004,9 +1004,9 @@ print("Exercise 5 passed")
 #
 # ### Exercise 6 · The AWQ scales of one group of channels
 #
-# Write `activation_aware_scales(x, w, alpha)`: `x` holds calibration inputs (tokens x in) of the Linear layers that share them
-# (q, k and v share theirs), `w` one of their weights (out x in). Return `(s, w_scaled)`: the normalised scales above
-# (length `in`) and $W \operatorname{diag}(s)$.
+# Write `activation_aware_scales(x, w, alpha)`: `x` holds calibration inputs (tokens x in) of the Linear layers
+# that share them (q, k and v share theirs), `w` one of their weights (out x in). Return `(s, w_scaled)`: the
+# normalised scales above (length `in`) and $W \operatorname{diag}(s)$.
 
 # %% solution="ex6_awq"
 def activation_aware_scales(x, w, alpha):
@@ -1109,9 +1109,11 @@ print(f"RTN (alpha = 0): {errors[0]:.4f}; best alpha {alphas[best]}: {errors[bes
 
 # %% [markdown]
 # `llm.awq_search(w, x, bits, group_size)` runs this search (20 values of $\alpha$) on calibration inputs, and
-# `llm.quantize_linears(..., method="awq")` folds $1/s$ into the LayerNorm that feeds the layers, so the FP32 model
-# is unchanged before quantization (a test checks it to float precision). Unlike GPTQ, AWQ does not fit the weights to the calibration set, which
-# makes it less sensitive to what that set contains.
+# `llm.quantize_linears(..., method="awq")` stores $Q(W \operatorname{diag}(s)) \operatorname{diag}(s)^{-1}$, which is
+# numerically what folding $1/s$ into the previous op gives (`llm.fold_input_scales` does that fold: the FP32
+# function is unchanged). Unlike GPTQ, AWQ does not fit the weights to the calibration set, which makes it less
+# sensitive to what that set contains; whether it helps a given model is a measurement (section 11 has AWQ on both
+# models).
 #
 # ### SmoothQuant: W8A8 without outliers <a id="smoothquant"></a>
 #
@@ -1294,7 +1296,7 @@ for label in ("FP32", "INT4 RTN g64", "INT3 RTN g64", "INT3 GPTQ g64", "INT2 RTN
 # caches), so the question is only how much throughput INT8 buys at *no measurable* quality loss: INT8 weights (and,
 # after SmoothQuant, INT8 activations) are the conservative choice, validated on the bank's own questions, not on
 # perplexity alone. **The laptop chatbot** must fit in a few GB next to a browser and answer at reading speed on a
-# CPU: 4-bit weights with groups of 32-128 (GPTQ, AWQ or NF4) are the only way a 7B model fits, and decoding is
+# CPU: 4-bit weights with groups of 32-128 (GPTQ, AWQ or NF4) are the usual way a 7B model fits, and decoding is
 # memory-bound, so 4x fewer bytes is most of the speed. Its users tolerate an occasional odd phrase; they would not
 # tolerate the 3-bit and 2-bit samples above, which is why "4 bits with small groups" is the usual floor for
 # weights, and why methods like GPTQ matter most below it.
@@ -1310,8 +1312,8 @@ for label in ("FP32", "INT4 RTN g64", "INT3 RTN g64", "INT3 GPTQ g64", "INT2 RTN
 # keys `method` (`"rtn"`, `"nf4"`, `"gptq"` or `"awq"`), `bits` (8, 4, 3 or 2), `group_size` (32, 64 or 128) and
 # `act_order` (True/False, GPTQ only). The grader rebuilds your configuration with coursekit and measures both
 # numbers itself, exactly as this notebook does in fast mode (the same 8 calibration windows, the first 4,096
-# held-out characters; bits per weight with scales and zero points). One point for staying within +0.05 bpc, one for at most
-# `TARGET_BPW` bits per weight, one for at most `STRETCH_BPW`. Explore in the cell below; `quantized_gpt` and
+# held-out characters; bits per weight with scales and zero points). One point for staying within +0.05 bpc, one
+# for at most `TARGET_BPW` bits per weight, one for at most `STRETCH_BPW`. Explore in the cell below; `quantized_gpt` and
 # `quality` above are there to use.
 
 # %%
@@ -1417,9 +1419,9 @@ print(llm_suite.reading(records))
 #   and 4-bit zero points is 4.625 bits, not 4. Compare methods at equal *storage*, as section 3's figure does.
 # * **Forgetting the KV cache.** At long contexts and large batches it exceeds the 4-bit weights; a model that
 #   "fits" at 512 tokens does not at 32k.
-# * **Per-tensor INT8 activations on a transformer.** Outlier channels make the step 20-50x too coarse for
-#   everything else; use per-token scales plus outlier handling (LLM.int8()), SmoothQuant, or keep activations in
-#   floating point (weight-only).
+# * **Per-tensor INT8 activations on a transformer.** Outlier channels make the step many times too coarse for
+#   everything else (section 6 measured the ratio on MiniLM); use per-token scales plus outlier handling
+#   (LLM.int8()), SmoothQuant, or keep activations in floating point (weight-only).
 # * **Mixing packing layouts.** First code in the high nibble (bitsandbytes, coursekit) vs the low nibble (ONNX
 #   Runtime's MatMulNBits): converting between them silently scrambles every pair of weights. Round-trip test it.
 # * **Evaluating GPTQ on its calibration text.** GPTQ fits the weights to the calibration inputs; score held-out
