@@ -22,7 +22,14 @@ Modules, one concept each:
 * ``train_gpt``   the recipe of the shipped TinyGPT weights; ``pretrained_gpt()`` loads them offline
 * ``minilm``      all-MiniLM-L6-v2 offline: embeddings, cosine/Spearman quality, activation outliers
 """
-from coursekit.llm.apply import QuantReport, capture_inputs, int4_linear_stack, quantize_linears, w8a8_linears
+from coursekit.llm.apply import (
+    QuantReport,
+    capture_inputs,
+    int4_linear_stack,
+    quantize_linears,
+    smoothquant_alpha,
+    w8a8_linears,
+)
 from coursekit.llm.awq import awq_channel_scales, awq_quantize, awq_scales, awq_search
 from coursekit.llm.corpus import CharTokenizer, bits_per_char, corpus_splits, shakespeare_text
 from coursekit.llm.gpt import GPTConfig, TinyGPT, generate
@@ -113,6 +120,7 @@ __all__ = [
     "shakespeare_text",
     "smooth_linear",
     "smooth_scales",
+    "smoothquant_alpha",
     "train_tiny_gpt",
     "unpack_groupwise",
     "w8a8_linears",

@@ -21,10 +21,12 @@ Every position a layer sees is a calibration row, padding tokens of a padded bat
 equal-length batches to keep them out).
 
 :func:`w8a8_linears` replaces every Linear by an INT8 x INT8 version: plain W8A8 (per-tensor activations),
-SmoothQuant W8A8, or the LLM.int8() decomposition.
+SmoothQuant W8A8, or the LLM.int8() decomposition; :func:`smoothquant_alpha` picks SmoothQuant's ``alpha`` on
+calibration data by the model's output error (:func:`output_error`).
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -32,7 +34,7 @@ import torch
 from torch import nn
 
 from coursekit._progress import progress_bar
-from coursekit._validate import check_choice, check_positive
+from coursekit._validate import check_choice, check_positive, check_probability
 from coursekit.export.matmulnbits import Int4Weight, linear_stack_models
 from coursekit.llm.awq import awq_quantize
 from coursekit.llm.gptq import gptq_quantize, hessian, layer_error
@@ -236,6 +238,63 @@ def w8a8_linears(model: nn.Module, method: str = "smoothquant", calibration=None
     return info
 
 
+def _output_tensor(out) -> torch.Tensor:
+    """The tensor a forward returned: itself, or the first field of a tuple, dict or transformers ModelOutput
+    (an ordered dict: ``last_hidden_state`` for a BERT encoder, ``logits`` for a causal LM)."""
+    if isinstance(out, dict):
+        out = next(iter(out.values()), None)
+    elif isinstance(out, (tuple, list)):
+        out = out[0] if out else None
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model's output must be a tensor (or a tuple/dict whose first entry is one), got "
+                        f"{type(out).__name__}; pass forward(model, batch) returning the tensor to compare")
+    return out
+
+
+@torch.no_grad()
+def output_error(model: nn.Module, reference: nn.Module, batches, forward=None) -> float:
+    """Relative output error ``sqrt(sum_b ||y_b - r_b||^2 / sum_b ||r_b||^2)`` of ``model`` against
+    ``reference`` over ``batches`` (model inputs, run as :func:`capture_inputs` runs them), in float64."""
+    num = den = 0.0
+    for batch in batches:
+        ref = _output_tensor(_run(reference, batch, forward)).double()
+        num += float(((_output_tensor(_run(model, batch, forward)).double() - ref) ** 2).sum())
+        den += float((ref ** 2).sum())
+    return (num / den) ** 0.5 if den > 0 else 0.0
+
+
+SMOOTHQUANT_ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def smoothquant_alpha(model: nn.Module, calibration, alphas=SMOOTHQUANT_ALPHAS, act: str = "per_tensor",
+                      skip=(), forward=None, progress: bool = False) -> tuple[float, dict[float, float]]:
+    """Choose SmoothQuant's migration strength ``alpha`` on calibration data, as the paper does per model
+    (Xiao et al. 2022, sec. 5: 0.5 for OPT and BLOOM, up to 0.75-0.85 for GLM-130B and others).
+
+    For each ``alpha`` a copy of ``model`` goes through :func:`w8a8_linears` (``method="smoothquant"``, the
+    absmax statistics from ``calibration``) and is scored by :func:`output_error` against ``model`` on the same
+    ``calibration`` inputs: only calibration data decide, never the evaluation set. ``model`` is not changed.
+    Returns ``(best alpha, {alpha: relative output error})``; ties go to the first alpha of the grid.
+    """
+    batches = None if calibration is None else list(calibration)
+    if not batches:
+        raise ValueError("calibration is empty: choosing alpha needs calibration inputs (a list of model inputs)")
+    alphas = [check_probability("alphas", a) for a in alphas]
+    if not alphas:
+        raise ValueError("alphas is empty: give the grid of alpha values in [0, 1] to try, e.g. (0.3, ..., 0.9)")
+    was_training = model.training
+    model.eval()
+    errors = {}
+    try:
+        for alpha in progress_bar(alphas, desc="smoothquant alpha", enabled=progress):
+            quantized = copy.deepcopy(model)
+            w8a8_linears(quantized, "smoothquant", batches, alpha, act=act, skip=skip, forward=forward)
+            errors[alpha] = output_error(quantized, model, batches, forward)
+    finally:
+        model.train(was_training)
+    return min(errors, key=errors.get), errors
+
+
 # ----------------------------------------------------------------------------------------------- ONNX INT4
 def int4_linear_stack(weights, biases=None, group_size: int = 32, symmetric: bool = False,
                       activation: str | None = None, accuracy_level: int = 4):
@@ -252,5 +311,5 @@ def int4_linear_stack(weights, biases=None, group_size: int = 32, symmetric: boo
     return fp32, int4, quantized
 
 
-__all__ = ["METHODS", "W8A8_METHODS", "LayerReport", "QuantReport", "capture_inputs", "int4_linear_stack",
-           "quantize_linears", "w8a8_linears"]
+__all__ = ["METHODS", "SMOOTHQUANT_ALPHAS", "W8A8_METHODS", "LayerReport", "QuantReport", "capture_inputs",
+           "int4_linear_stack", "output_error", "quantize_linears", "smoothquant_alpha", "w8a8_linears"]
