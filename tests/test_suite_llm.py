@@ -25,7 +25,15 @@ def _get(records, model, variant, batch=None):
 
 
 def test_registered():
-    assert "llm" in list_suites()
+    assert "llm" in list_suites() and "llm_decode" in list_suites()
+
+
+@pytest.mark.slow
+def test_llm_decode_is_the_speed_half():
+    records = run_suite("llm_decode", fast=True, progress=False, repeats=3)["records"]
+    assert {(r["model"], r["variant"], r["batch"]) for r in records} == {
+        ("int4_decode", v, m) for v in ("fp32", "int4_acc4", "int4_acc0") for m in (1, 128)}
+    assert "MatMulNBits, decode M=1" in reading(records) and "MiniLM" not in reading(records)
 
 
 @pytest.mark.slow
@@ -84,6 +92,10 @@ def test_minilm_sanity(records):
     assert q["fp32"]["cosine"] == pytest.approx(1.0) and q["int8_rtn"]["cosine"] > 0.995
     assert q["int8_rtn"]["cosine"] > q["int4_g64_rtn"]["cosine"] > q["int3_g64_rtn"]["cosine"]
     assert q["llm_int8"]["cosine"] > q["w8a8_per_tensor"]["cosine"]
+    tuned = q["smoothquant_w8a8_calibrated"]
+    assert q["smoothquant_w8a8"]["alpha"] == 0.5 and tuned["alpha_grid"] == [0.5, 0.7, 0.9]
+    assert tuned["alpha"] == tuned["alpha_grid"][tuned["calibration_errors"].index(min(tuned["calibration_errors"]))]
+    assert tuned["calibration_sentences"] == 4 and q["fp32"]["cosine"] >= tuned["cosine"] > 0.9
     out = _get(records, "minilm_outliers", "fp32")
     assert out["outlier_dims"][0]["dim"] == 99 and out["median_error_ratio"] > 1
 
@@ -110,3 +122,20 @@ def test_reading_comes_from_the_numbers(records):
             else r for r in records]
     assert "decodes 3.5x faster at M=1: decode is memory-bound" in reading(fast)
     assert reading([]) == "no llm records"
+
+
+@pytest.mark.slow
+def test_reading_says_which_smoothquant_beats_plain_w8a8(records):
+    def with_cosines(plain, sq, tuned, tuned_alpha=0.9):
+        new = {"w8a8_per_tensor": {"cosine": plain}, "smoothquant_w8a8": {"cosine": sq},
+               "smoothquant_w8a8_calibrated": {"cosine": tuned, "alpha": tuned_alpha}}
+        return [dict(r, **new[r["variant"]]) if r["model"] == "minilm" and r["variant"] in new else r
+                for r in records]
+    text = reading(with_cosines(0.98, 0.95, 0.99))
+    assert "SmoothQuant at alpha 0.5 does not beat plain per-tensor W8A8 on MiniLM in this run (0.9500 vs 0.9800)" \
+        in text
+    assert "SmoothQuant at alpha 0.9 (chosen on calibration) beats plain per-tensor W8A8 on MiniLM in this run " \
+           "(0.9900 vs 0.9800)" in text
+    text = reading(with_cosines(0.96, 0.97, 0.97, tuned_alpha=0.5))
+    assert "SmoothQuant at alpha 0.5 beats plain" in text and "both SmoothQuant rows are the same model" in text
+    assert "chosen on calibration) beats" not in text

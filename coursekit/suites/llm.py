@@ -15,7 +15,9 @@ Four measurements, every one from this run:
   cache's bytes for a full 128-token context, against FP32 and the ``kv_cache_bytes`` formula.
 * ``minilm``: all-MiniLM-L6-v2 embeddings (cosine to FP32, Spearman of pair similarities on
   ``coursekit.llm.minilm.SENTENCES``) for weight-only INT8/INT4/INT3 RTN and INT3 AWQ, and for W8A8: plain
-  per-tensor INT8 activations, SmoothQuant (alpha 0.5) and the LLM.int8() decomposition; ``minilm_outliers``:
+  per-tensor INT8 activations, SmoothQuant at the paper's default alpha 0.5 and at the alpha chosen on the
+  calibration speeches (``coursekit.llm.apply.smoothquant_alpha``: lowest output error over a grid, as the paper
+  tunes alpha per model), and the LLM.int8() decomposition; ``minilm_outliers``:
   the outlier dimensions and, per affected layer, the INT8 output error with and without the decomposition.
   MiniLM is calibrated on Shakespeare speeches (never on the evaluation sentences).
 * ``int4_decode``: a stack of (d x 4d, 4d x d) Linear layers (d = 2048, 67M weights: 268 MB in FP32, far beyond
@@ -23,8 +25,9 @@ Four measurements, every one from this run:
   32, ``accuracy_level`` 4 = INT8 compute on the activations, and 0 = dequantize to FP32), timed at M = 1 (decode:
   one token, memory-bound) and M = 128 (prefill: compute-bound), interleaved, one pinned thread.
 
-Fast mode shrinks the calibration sets, the held-out text, the seeds and the decode stack (d = 1024, one
-block); it measures the same things. ``reading(records)`` turns the numbers into sentences.
+Fast mode shrinks the calibration sets, the held-out text, the seeds, the alpha grid (3 values) and the decode
+stack (d = 1024, one block); it measures the same things. ``reading(records)`` turns the numbers into sentences.
+The ``llm_decode`` suite runs only ``int4_decode`` (seconds): chapter 07's benchmark cell in fast mode.
 """
 from __future__ import annotations
 
@@ -42,9 +45,9 @@ SAME = 0.1  # speedups within 10% of 1 read as "about the same"
 PROMPT = "JULIET:\nO Romeo, "
 SIZES = {  # calibration windows / sentences, held-out chars (None: all), seeds, sample length, decode stack
     "full": {"gpt_calib": 32, "val_tokens": None, "seeds": (0, 1, 2), "sample": 160, "minilm_calib": 32,
-             "d": 2048, "blocks": 2, "prefill": 128},
+             "sq_alphas": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "d": 2048, "blocks": 2, "prefill": 128},
     "fast": {"gpt_calib": 8, "val_tokens": 8192, "seeds": (0, 1), "sample": 60, "minilm_calib": 4,
-             "d": 1024, "blocks": 1, "prefill": 128},
+             "sq_alphas": (0.5, 0.7, 0.9), "d": 1024, "blocks": 1, "prefill": 128},
 }
 # (variant, method, bits, group_size, act_order): every Linear but lm_head
 GPT_VARIANTS = (
@@ -66,7 +69,13 @@ MINILM_WEIGHT_VARIANTS = (
     ("int3_g64_rtn", "rtn", 3, 64),
     ("int3_g64_awq", "awq", 3, 64),
 )
-MINILM_W8A8_VARIANTS = (("w8a8_per_tensor", "w8a8"), ("smoothquant_w8a8", "smoothquant"), ("llm_int8", "llm_int8"))
+# (variant, method, alpha): "calibrated" = the alpha of llm.apply.smoothquant_alpha on the calibration speeches
+MINILM_W8A8_VARIANTS = (
+    ("w8a8_per_tensor", "w8a8", None),
+    ("smoothquant_w8a8", "smoothquant", 0.5),
+    ("smoothquant_w8a8_calibrated", "smoothquant", "calibrated"),
+    ("llm_int8", "llm_int8", None),
+)
 MINILM_SKIP = ("pooler.dense",)  # mean pooling never uses BERT's pooler
 INT4_BLOCK = 32
 
@@ -202,7 +211,7 @@ def minilm_calibration(tokenizer, n: int) -> list[dict]:
 
 def minilm_records(ctx: SuiteContext) -> list[dict]:
     """Embedding quality of MiniLM under weight-only and W8A8 quantization; outliers and their INT8 error."""
-    from coursekit.llm.apply import quantize_linears, w8a8_linears
+    from coursekit.llm.apply import quantize_linears, smoothquant_alpha, w8a8_linears
     from coursekit.llm.minilm import SENTENCES, embed, embedding_quality, load_minilm
 
     size = _sizes(ctx)
@@ -220,11 +229,18 @@ def minilm_records(ctx: SuiteContext) -> list[dict]:
         records.append(_record("minilm", variant, ctx, **embedding_quality(embed(model, tok, SENTENCES), ref),
                                bits_per_weight=report.bits_per_weight, weight_bytes=report.bytes, method=method,
                                bits=bits, group_size=group_size))
-    for variant, method in MINILM_W8A8_VARIANTS:
+    chosen, alpha_errors = smoothquant_alpha(base, calibration, alphas=size["sq_alphas"], skip=MINILM_SKIP,
+                                             progress=ctx.progress)
+    for variant, method, alpha in MINILM_W8A8_VARIANTS:
         model = copy.deepcopy(base)
-        info = w8a8_linears(model, method=method, calibration=calibration, skip=MINILM_SKIP)
+        extra = {}
+        if alpha == "calibrated":
+            alpha = chosen
+            extra = {"alpha_grid": list(alpha_errors), "calibration_errors": list(alpha_errors.values()),
+                     "calibration_sentences": len(calibration)}
+        info = w8a8_linears(model, method=method, calibration=calibration, alpha=alpha or 0.5, skip=MINILM_SKIP)
         records.append(_record("minilm", variant, ctx, **embedding_quality(embed(model, tok, SENTENCES), ref),
-                               method=method, bits=8,
+                               method=method, bits=8, alpha=alpha, **extra,
                                layers_with_outliers=sum(1 for v in info.values() if v.get("outlier_channels"))))
     records.append(minilm_outlier_record(ctx, base, tok))
     return records
@@ -331,6 +347,14 @@ def llm_suite(ctx: SuiteContext) -> list[dict]:
     return records
 
 
+@register("llm_decode", "Chapter 07 (light): INT4 MatMulNBits vs FP32 MatMul in ONNX Runtime at decode (M=1) and "
+                        "prefill (M=128) on this CPU; the speed half of the llm suite")
+def llm_decode_suite(ctx: SuiteContext) -> list[dict]:
+    if ctx.device != "cpu":
+        raise ValueError("the llm_decode suite measures CPU inference (ONNX Runtime MatMulNBits); use --device cpu")
+    return int4_decode_records(ctx)
+
+
 # ----------------------------------------------------------------------------------------------- reading
 def _get(records, model, variant, batch=None):
     return next((r for r in records if r["model"] == model and r["variant"] == variant
@@ -395,13 +419,7 @@ def _minilm_lines(records) -> list[str]:
         better = awq["cosine"] > rtn["cosine"]
         lines.append(f"AWQ at INT3 {'improves' if better else 'does not improve'} cosine: {rtn['cosine']:.4f} -> "
                      f"{awq['cosine']:.4f}.")
-    plain, sq, dec = (_get(records, "minilm", v) for v in ("w8a8_per_tensor", "smoothquant_w8a8", "llm_int8"))
-    if plain and sq and dec:
-        lines.append(f"W8A8 with per-tensor activation scales: cosine {plain['cosine']:.4f}; SmoothQuant "
-                     f"{sq['cosine']:.4f}; LLM.int8() decomposition {dec['cosine']:.4f}.")
-        if sq["cosine"] <= plain["cosine"]:
-            lines.append("SmoothQuant (alpha 0.5, every Linear) does not beat plain per-tensor W8A8 on MiniLM in "
-                         "this run; LLM.int8(), which keeps the outlier columns in FP32, does.")
+    lines += _w8a8_lines(records)
     out = _get(records, "minilm_outliers", "fp32")
     if out and out["outlier_dims"]:
         top = ", ".join(f"{d['dim']} (|x| up to {d['max_abs']:.1f})" for d in out["outlier_dims"][:4])
@@ -410,6 +428,38 @@ def _minilm_lines(records) -> list[str]:
         if out["median_error_ratio"]:
             lines.append(f"In the {len(out['layer_int8_errors'])} layers that read an outlier dimension, LLM.int8() "
                          f"cuts the per-tensor INT8 output error by a median {out['median_error_ratio']:.1f}x.")
+    return lines
+
+
+def _w8a8_lines(records) -> list[str]:
+    plain, sq, tuned, dec = (_get(records, "minilm", v) for v in
+                             ("w8a8_per_tensor", "smoothquant_w8a8", "smoothquant_w8a8_calibrated", "llm_int8"))
+    if not (plain and sq and dec):
+        return []
+    lines = [f"W8A8 with per-tensor activation scales: cosine {plain['cosine']:.4f}; SmoothQuant alpha "
+             f"{sq['alpha']:g} {sq['cosine']:.4f}" + (f"; SmoothQuant alpha {tuned['alpha']:g} (chosen on "
+                                                       f"calibration) {tuned['cosine']:.4f}" if tuned else "")
+             + f"; LLM.int8() decomposition {dec['cosine']:.4f}."]
+    if tuned:
+        grid = ", ".join(f"{a:g}: {e:.4f}" for a, e in zip(tuned["alpha_grid"], tuned["calibration_errors"]))
+        lines.append(f"The alpha search scored each alpha by MiniLM's output error on "
+                     f"{tuned['calibration_sentences']} calibration speeches (never the evaluation sentences): "
+                     f"{grid}; it chose {tuned['alpha']:g}.")
+    for r in (sq, tuned) if tuned and tuned["alpha"] != sq["alpha"] else (sq,):
+        label = f"SmoothQuant at alpha {r['alpha']:g}" + (" (chosen on calibration)" if r is tuned else "")
+        if r["cosine"] > plain["cosine"]:
+            lines.append(f"{label} beats plain per-tensor W8A8 on MiniLM in this run ({r['cosine']:.4f} vs "
+                         f"{plain['cosine']:.4f}).")
+        else:
+            lines.append(f"{label} does not beat plain per-tensor W8A8 on MiniLM in this run ({r['cosine']:.4f} "
+                         f"vs {plain['cosine']:.4f}).")
+    if tuned and tuned["alpha"] == sq["alpha"]:
+        lines.append(f"The calibration search chose alpha {tuned['alpha']:g} itself, so both SmoothQuant rows are "
+                     "the same model.")
+    best = max((sq, tuned) if tuned else (sq,), key=lambda r: r["cosine"])
+    verb = "beats" if dec["cosine"] > best["cosine"] else "does not beat"
+    lines.append(f"LLM.int8(), which keeps the outlier columns in FP32, {verb} the best SmoothQuant row "
+                 f"({dec['cosine']:.4f} vs {best['cosine']:.4f}).")
     return lines
 
 
@@ -455,5 +505,5 @@ def reading(records: list[dict]) -> str:
 
 
 __all__ = ["GPT_VARIANTS", "MINILM_W8A8_VARIANTS", "MINILM_WEIGHT_VARIANTS", "decode_stack", "gpt_calibration",
-           "int4_decode_records", "kv_cache_records", "llm_suite", "minilm_calibration", "minilm_records",
-           "reading", "tiny_gpt_records"]
+           "int4_decode_records", "kv_cache_records", "llm_decode_suite", "llm_suite", "minilm_calibration",
+           "minilm_records", "reading", "tiny_gpt_records"]
