@@ -1124,8 +1124,10 @@ print(f"RTN (alpha = 0): {errors[0]:.4f}; best alpha {alphas[best]}: {errors[bes
 #
 # which migrates part of each outlier channel's range into the weights, where per-channel quantization absorbs
 # it. With $\alpha = 0.5$ a channel with $\max|x| = 64$ and $\max|w| = 0.25$ gets $s = 8 / 0.5 = 16$: both maxima
-# become 4. On the MiniLM layer, per-tensor INT8 activations with per-channel INT8 weights, before and after
-# smoothing:
+# become 4. The paper tunes $\alpha$ per model on calibration data (0.5 for OPT and BLOOM, up to 0.75-0.85 for
+# others); `llm.smoothquant_alpha(model, calibration)` runs that search over a grid on a whole model, and the
+# benchmark of section 11 compares $\alpha = 0.5$ with the chosen $\alpha$ on MiniLM. On the MiniLM layer,
+# per-tensor INT8 activations with per-channel INT8 weights, before and after smoothing ($\alpha = 0.5$):
 
 # %%
 s_sq = llm.smooth_scales(x_q.abs().amax(0), w_q, alpha=0.5)
@@ -1388,20 +1390,18 @@ sealed_test(_probe, _check, points=3)  # last expression: nbgrader reads a retur
 # prefill (M = 128) on your machine. The reading is generated from your numbers.
 
 #
-# In fast mode (and under the grader) the cell runs only the speed half, `int4_decode_records`: the quality half
+# In fast mode (and under the grader) the cell runs only the speed half, the `llm_decode` suite: the quality half
 # repeats what sections 6-9 measured. In full mode it runs the whole suite, which is the long cell of this chapter
 # (about 3.5 minutes measured on a quiet 2-core machine, the rest of the chapter about 30 seconds: the suite
 # quantizes the tiny GPT about twenty times, GPTQ with three calibration seeds, scores each on the whole held-out
-# split, and runs MiniLM under seven schemes); `coursekit bench --suite llm` runs it from a terminal.
+# split, and runs MiniLM under eight schemes, SmoothQuant at $\alpha = 0.5$ and at the $\alpha$ it picks on the
+# calibration speeches); `coursekit bench --suite llm` runs it from a terminal.
 
 # %%
-from coursekit.suites import SuiteContext, run_suite
 from coursekit.suites import llm as llm_suite
+from coursekit.suites import run_suite
 
-if FAST:
-    records = llm_suite.int4_decode_records(SuiteContext(fast=True, progress=False, repeats=10))
-else:
-    records = run_suite("llm", fast=False, progress=False)["records"]
+records = run_suite("llm_decode" if FAST else "llm", fast=FAST, progress=False)["records"]
 print(llm_suite.reading(records))
 
 # %% [markdown]
