@@ -96,6 +96,7 @@ def test_minilm_sanity(records):
     assert q["smoothquant_w8a8"]["alpha"] == 0.5 and tuned["alpha_grid"] == [0.5, 0.7, 0.9]
     assert tuned["alpha"] == tuned["alpha_grid"][tuned["calibration_errors"].index(min(tuned["calibration_errors"]))]
     assert tuned["calibration_sentences"] == 4 and q["fp32"]["cosine"] >= tuned["cosine"] > 0.9
+    assert 0 < tuned["calibration_error_w8a8"] < 1 and all(0 < e < 1 for e in tuned["calibration_errors"])
     out = _get(records, "minilm_outliers", "fp32")
     assert out["outlier_dims"][0]["dim"] == 99 and out["median_error_ratio"] > 1
 
@@ -139,3 +140,7 @@ def test_reading_says_which_smoothquant_beats_plain_w8a8(records):
     text = reading(with_cosines(0.96, 0.97, 0.97, tuned_alpha=0.5))
     assert "SmoothQuant at alpha 0.5 beats plain" in text and "both SmoothQuant rows are the same model" in text
     assert "chosen on calibration) beats" not in text
+    worse = [dict(r, calibration_errors=[0.5, 0.1, 0.2], calibration_error_w8a8=0.3)
+             if r["variant"] == "smoothquant_w8a8_calibrated" else r for r in with_cosines(0.98, 0.95, 0.97)]
+    assert "wins on the calibration speeches but not on the evaluation sentences" in reading(worse)
+    assert "wins on the calibration speeches" not in reading(with_cosines(0.98, 0.95, 0.99))
