@@ -620,9 +620,9 @@ print("Exercise 3 passed")
 #
 # The bundled recipes are small versions of the first two: `cnn1d-wide-4x` (channel pruning, then ORT INT8, on
 # the conv-heavy MNIST-1D CNN; its budget asks for at least 4x smaller and 2x faster at batch 1 with at most 1
-# point lost), `lenet-digits-4x` (the same steps on the digits LeNet, a model so small that per-call overhead
-# may eat the speedup: its report measures how much is left on your machine), `distill-mlp-small`
-# (distillation, then INT8). The chatbot row uses chapter 07's tools (`coursekit.llm`), and the
+# point lost), `lenet-digits-4x` (channel pruning, then 8-bit QAT, on the digits LeNet, a model so small that
+# per-call overhead may eat the speedup: its report measures how much is left on your machine),
+# `distill-mlp-small` (distillation, then INT8). Each recipe's `description` says why its steps are what they are. The chatbot row uses chapter 07's tools (`coursekit.llm`), and the
 # instances-per-GPU arithmetic is `coursekit.formats.memory_bytes`:
 
 # %%
