@@ -459,8 +459,8 @@ def _w8a8_lines(records) -> list[str]:
     if tuned and tuned["cosine"] <= plain["cosine"] and min(tuned["calibration_errors"]) < tuned[
             "calibration_error_w8a8"]:
         lines.append("So SmoothQuant wins on the calibration speeches but not on the evaluation sentences: the "
-                     "smoothing scales are fitted to the channel maxima of the calibration text, and they do not "
-                     "carry over to these inputs.")
+                     "smoothing scales come from the calibration text's channel maxima, and a lower error there "
+                     "did not carry over to these inputs (a calibration set closer to the real inputs may).")
     if tuned and tuned["alpha"] == sq["alpha"]:
         lines.append(f"The calibration search chose alpha {tuned['alpha']:g} itself, so both SmoothQuant rows are "
                      "the same model.")
