@@ -21,11 +21,13 @@ from coursekit.bench.progress import progress_bar
 from coursekit.bench.report import (
     RECORD_KEYS,
     add_speedups,
+    find_record,
     format_table,
     load_results,
     make_record,
     plot_latency,
     save_results,
+    speed_verdict,
 )
 from coursekit.bench.timing import (
     LatencyStats,
@@ -46,7 +48,9 @@ __all__ = [
     "calibrate_number",
     "cpu_info",
     "cuda_info",
-    "format_hardware_report", "format_table",
+    "find_record",
+    "format_hardware_report",
+    "format_table",
     "hardware_report",
     "load_results",
     "make_record",
@@ -59,5 +63,6 @@ __all__ = [
     "progress_bar",
     "save_results",
     "serialized_size",
+    "speed_verdict",
     "synchronize",
 ]

@@ -50,6 +50,21 @@ def add_speedups(records: list[dict], baseline_variant: str) -> list[dict]:
     return records
 
 
+def find_record(records: list[dict], model: str, variant: str, batch: int | None = None) -> dict | None:
+    """The first record of ``model``/``variant`` (at ``batch``, when given), or None: how a suite's reading
+    looks up the numbers it talks about."""
+    return next((r for r in records if r["model"] == model and r["variant"] == variant
+                 and (batch is None or r["batch"] == batch)), None)
+
+
+def speed_verdict(speedup: float, same: float = 0.1) -> str:
+    """Words for a measured speedup (old time / new time): "faster", "slower", or "about the same" when the
+    ratio is within ``same`` of 1 (closer than the run-to-run noise of a shared machine)."""
+    if speedup > 1 + same:
+        return "faster"
+    return "slower" if speedup < 1 - same else "about the same"
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"

@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from coursekit.bench import make_record, measure_latency, progress_bar, serialized_size
+from coursekit.bench import find_record, make_record, measure_latency, progress_bar, serialized_size
 from coursekit.suites import SuiteContext, register
 
 VARIANTS = ("fp32", "bf16", "fp16", "int8_dynamic")
@@ -97,29 +97,25 @@ def basics(ctx: SuiteContext) -> list[dict]:
     return add_speedups(records, "fp32")
 
 
-def _find(records, model, variant, batch):
-    return next((r for r in records if (r["model"], r["variant"], r["batch"]) == (model, variant, batch)), None)
-
-
 def reading(records: list[dict]) -> str:
     """Plain-language reading of a ``basics`` result, built only from the measured numbers."""
     lines = []
     for model in dict.fromkeys(r["model"] for r in records):
         for batch in sorted({r["batch"] for r in records if r["model"] == model}):
-            fp32 = _find(records, model, "fp32", batch)
+            fp32 = find_record(records, model, "fp32", batch)
             parts = []
             for variant in VARIANTS[1:]:
-                r = _find(records, model, variant, batch)
+                r = find_record(records, model, variant, batch)
                 if fp32 and r and r.get("speedup"):
                     verdict = "faster" if r["speedup"] > 1.1 else "slower" if r["speedup"] < 0.9 else "about the same"
                     parts.append(f"{variant} {r['speedup']:.2f}x ({verdict})")
             lines.append(f"{model}, batch {batch}: vs fp32 " + ", ".join(parts))
-        fp32 = _find(records, model, "fp32", 1)
-        int8 = _find(records, model, "int8_dynamic", 1)
+        fp32 = find_record(records, model, "fp32", 1)
+        int8 = find_record(records, model, "int8_dynamic", 1)
         if fp32 and int8 and fp32["size_bytes"] and int8["size_bytes"]:
             lines.append(f"  size: fp32 {fp32['size_bytes'] / 1e6:.2f} MB -> int8_dynamic "
                          f"{int8['size_bytes'] / 1e6:.2f} MB ({fp32['size_bytes'] / int8['size_bytes']:.1f}x smaller)")
         if fp32 and int8 and fp32.get("accuracy") is not None:
             lines.append(f"  accuracy: fp32 {fp32['accuracy']:.2%}, int8_dynamic {int8['accuracy']:.2%}, "
-                         f"bf16 {_find(records, model, 'bf16', 1)['accuracy']:.2%}")
+                         f"bf16 {find_record(records, model, 'bf16', 1)['accuracy']:.2%}")
     return "\n".join(lines)

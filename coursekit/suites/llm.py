@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from coursekit.bench import make_record, measure_latency
+from coursekit.bench import find_record, make_record, measure_latency, speed_verdict
 from coursekit.bench.timing import pinned_threads
 from coursekit.suites import SuiteContext, register
 
@@ -359,17 +359,6 @@ def llm_decode_suite(ctx: SuiteContext) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def _get(records, model, variant, batch=None):
-    return next((r for r in records if r["model"] == model and r["variant"] == variant
-                 and (batch is None or r["batch"] == batch)), None)
-
-
-def _verdict(speedup: float) -> str:
-    if speedup > 1 + SAME:
-        return "faster"
-    return "slower" if speedup < 1 - SAME else "about the same speed"
-
-
 def _spread(r: dict) -> str:
     if "bpc_min" not in r:
         return ""
@@ -377,7 +366,7 @@ def _spread(r: dict) -> str:
 
 
 def _gpt_lines(records) -> list[str]:
-    fp32 = _get(records, "tiny_gpt", "fp32")
+    fp32 = find_record(records, "tiny_gpt", "fp32")
     if not fp32:
         return []
     lines = [f"TinyGPT FP32: {fp32['bpc']:.3f} bits/char on {fp32['eval_tokens']:,} held-out characters."]
@@ -387,14 +376,14 @@ def _gpt_lines(records) -> list[str]:
                          f"{r['bits_per_weight']:.3f} bits/weight incl. scales")
     for r in records:
         if r["model"] == "tiny_gpt" and "gap_recovered" in r:
-            rtn = _get(records, "tiny_gpt", r["rtn_variant"])
+            rtn = find_record(records, "tiny_gpt", r["rtn_variant"])
             rng = (f" (seeds: {r['gap_recovered_min']:.0%} to {r['gap_recovered_max']:.0%})"
                    if "gap_recovered_min" in r else "")
             verb = "recovers" if r["gap_recovered"] >= 0 else "does not recover any of"
             lines.append(f"{r['variant']} {verb} {abs(r['gap_recovered']):.0%}{rng} of the "
                          f"{rtn['delta_bpc']:+.3f} bpc that {rtn['variant']} loses"
                          + ("" if r["gap_recovered"] >= 0 else f" (it is {-r['gap_recovered']:.0%} worse)"))
-    int8 = _get(records, "tiny_gpt", "int8_rtn")
+    int8 = find_record(records, "tiny_gpt", "int8_rtn")
     if int8:
         lines.append(f"INT8 weights cost {int8['delta_bpc']:+.4f} bpc: "
                      + ("within noise of FP32." if abs(int8["delta_bpc"]) < 0.01 else "a visible cost."))
@@ -402,7 +391,7 @@ def _gpt_lines(records) -> list[str]:
 
 
 def _kv_lines(records) -> list[str]:
-    fp32 = _get(records, "tiny_gpt_kv", "fp32")
+    fp32 = find_record(records, "tiny_gpt_kv", "fp32")
     if not fp32:
         return []
     parts = [f"{r['variant']} {r['delta_bpc']:+.4f} bpc, {r['cache_bytes']:,} B"
@@ -417,13 +406,13 @@ def _minilm_lines(records) -> list[str]:
     if rows:
         lines.append("MiniLM embeddings vs FP32 (mean cosine / Spearman of pair similarities): " + "; ".join(
             f"{r['variant']} {r['cosine']:.4f} / {r['spearman']:.4f}" for r in rows))
-    rtn, awq = _get(records, "minilm", "int3_g64_rtn"), _get(records, "minilm", "int3_g64_awq")
+    rtn, awq = find_record(records, "minilm", "int3_g64_rtn"), find_record(records, "minilm", "int3_g64_awq")
     if rtn and awq:
         better = awq["cosine"] > rtn["cosine"]
         lines.append(f"AWQ at INT3 {'improves' if better else 'does not improve'} cosine: {rtn['cosine']:.4f} -> "
                      f"{awq['cosine']:.4f}.")
     lines += _w8a8_lines(records)
-    out = _get(records, "minilm_outliers", "fp32")
+    out = find_record(records, "minilm_outliers", "fp32")
     if out and out["outlier_dims"]:
         top = ", ".join(f"{d['dim']} (|x| up to {d['max_abs']:.1f})" for d in out["outlier_dims"][:4])
         lines.append(f"MiniLM outlier dimensions (> 6): {top}; median channel absmax about "
@@ -435,7 +424,7 @@ def _minilm_lines(records) -> list[str]:
 
 
 def _w8a8_lines(records) -> list[str]:
-    plain, sq, tuned, dec = (_get(records, "minilm", v) for v in
+    plain, sq, tuned, dec = (find_record(records, "minilm", v) for v in
                              ("w8a8_per_tensor", "smoothquant_w8a8", "smoothquant_w8a8_calibrated", "llm_int8"))
     if not (plain and sq and dec):
         return []
@@ -474,23 +463,23 @@ def _w8a8_lines(records) -> list[str]:
 def _decode_lines(records) -> list[str]:
     lines = []
     for m in sorted({r["batch"] for r in records if r["model"] == "int4_decode"}):
-        fp32 = _get(records, "int4_decode", "fp32", m)
+        fp32 = find_record(records, "int4_decode", "fp32", m)
         kind = "decode" if m == 1 else "prefill"
         parts = []
         for r in records:
             if r["model"] == "int4_decode" and r["batch"] == m and r["variant"] != "fp32":
-                text = f"{r['variant']} {r['latency_ms_median']:.2f} ms, {r['speedup']:.2f}x ({_verdict(r['speedup'])})"
+                text = f"{r['variant']} {r['latency_ms_median']:.2f} ms, {r['speedup']:.2f}x ({speed_verdict(r['speedup'], SAME)})"
                 if abs(r["speedup_min"] / r["speedup"] - 1) > 0.25:
                     text += f" [noisy: min-to-min {r['speedup_min']:.2f}x]"
                 parts.append(text)
         lines.append(f"INT4 MatMulNBits, {kind} M={m} (d={fp32['d']}, {fp32['weights'] / 1e6:.0f}M weights): FP32 "
                      f"{fp32['latency_ms_median']:.2f} ms ({fp32['weight_gb_per_s']:.1f} GB/s of weights); "
                      + "; ".join(parts))
-    dec = _get(records, "int4_decode", "int4_acc4", 1)
+    dec = find_record(records, "int4_decode", "int4_acc4", 1)
     pre = next((r for r in records if r["model"] == "int4_decode" and r["variant"] == "int4_acc4"
                 and r["batch"] > 1), None)
     if dec and pre:
-        ratio = _get(records, "int4_decode", "fp32", 1)["size_bytes"] / dec["size_bytes"]
+        ratio = find_record(records, "int4_decode", "fp32", 1)["size_bytes"] / dec["size_bytes"]
         if dec["speedup"] > 1 + SAME:
             text = (f"INT4 (accuracy level 4) reads {ratio:.1f}x fewer weight bytes and decodes {dec['speedup']:.1f}x "
                     "faster at M=1")

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from coursekit.bench import make_record, measure_latency, serialized_size
+from coursekit.bench import find_record, make_record, measure_latency, serialized_size, speed_verdict
 from coursekit.suites import SuiteContext, register
 from coursekit.suites.ptq import bind_call
 
@@ -74,7 +74,7 @@ def _time(variants: dict[str, nn.Module], example: torch.Tensor, ctx: SuiteConte
 
 def _speedup_text(r: dict) -> str:
     """"1.26x (faster)", plus the min-based ratio when the median was disturbed (they differ by over 25%)."""
-    text = f"{r['factorization']} {r['speedup']:.2f}x ({_verdict(r['speedup'])})"
+    text = f"{r['factorization']} {r['speedup']:.2f}x ({speed_verdict(r['speedup'], SAME)})"
     low = r.get("speedup_min")
     if low and abs(low / r["speedup"] - 1) > 0.25:
         text += f" [noisy: min-to-min {low:.2f}x]"
@@ -268,17 +268,6 @@ def lowrank_latency_suite(ctx: SuiteContext) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def _get(records, model, variant, batch=None):
-    return next((r for r in records if r["model"] == model and r["variant"] == variant
-                 and (batch is None or r["batch"] == batch)), None)
-
-
-def _verdict(speedup: float) -> str:
-    if speedup > 1 + SAME:
-        return "faster"
-    return "slower" if speedup < 1 - SAME else "about the same"
-
-
 def reading(records: list[dict]) -> str:
     """Plain-language reading of a ``lowrank`` result, generated only from the measured numbers."""
     lines = []
@@ -305,7 +294,7 @@ def reading(records: list[dict]) -> str:
             f"{r['model']} {r['factorization']} {r['runtime']} batch {r['batch']} {r['speedup']:.2f}x" for r in slow))
     for r in records:
         if r["batch"] == 0 and r.get("accuracy_before_finetune") is not None:
-            dense = _get(records, r["model"], "dense") or _get(records, r["model"], "fp32")
+            dense = find_record(records, r["model"], "dense") or find_record(records, r["model"], "fp32")
             loss = 100 * (dense["accuracy"] - r["accuracy"]) if dense else float("nan")
             side = "below" if loss >= 0 else "above"
             lines.append(f"{r['model']} {r['variant']}: accuracy {r['accuracy_before_finetune']:.1%} before, "

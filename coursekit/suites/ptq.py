@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from coursekit.bench import make_record, measure_latency, serialized_size
+from coursekit.bench import find_record, make_record, measure_latency, serialized_size, speed_verdict
 from coursekit.suites import SuiteContext, register
 from coursekit.suites.basics import LINEAR_HEAVY_WIDTH, linear_heavy_model, quantize_dynamic_int8
 
@@ -152,16 +152,6 @@ def ptq_suite(ctx: SuiteContext) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def _find(records, model, variant, batch):
-    return next((r for r in records if (r["model"], r["variant"], r["batch"]) == (model, variant, batch)), None)
-
-
-def _verdict(speedup: float) -> str:
-    if speedup > 1 + SAME:
-        return "faster"
-    return "slower" if speedup < 1 - SAME else "about the same"
-
-
 def _dynamic_lines(records, model) -> list[str]:
     """"dynamic quantization of X is slower" when ORT dynamic loses to ORT FP32 or torch.ao dynamic to torch FP32."""
     slow = []
@@ -183,14 +173,14 @@ def reading(records: list[dict]) -> str:
     lines = []
     for model in dict.fromkeys(r["model"] for r in records):
         for batch in sorted({r["batch"] for r in records if r["model"] == model}):
-            base, eager = _find(records, model, BASELINE, batch), _find(records, model, "torch_fp32", batch)
+            base, eager = find_record(records, model, BASELINE, batch), find_record(records, model, "torch_fp32", batch)
             if not base:
                 continue
             parts = []
             for v in ("ort_int8_static", "ort_int8_dynamic", "torch_int8_dynamic"):
-                r = _find(records, model, v, batch)
+                r = find_record(records, model, v, batch)
                 if r and r.get("speedup_vs_ort_fp32"):
-                    parts.append(f"{v} {r['speedup_vs_ort_fp32']:.2f}x ({_verdict(r['speedup_vs_ort_fp32'])})")
+                    parts.append(f"{v} {r['speedup_vs_ort_fp32']:.2f}x ({speed_verdict(r['speedup_vs_ort_fp32'], SAME)})")
             lines.append(f"{model}, batch {batch}: vs ORT FP32 ({base['latency_ms_median']:.3g} ms) "
                          + ", ".join(parts))
             if eager and eager.get("speedup_vs_ort_fp32"):
@@ -204,12 +194,12 @@ def reading(records: list[dict]) -> str:
         slow = [r for r in records if r["model"] == model and r["variant"] == "ort_int8_static"
                 and r.get("speedup_vs_ort_fp32") and r["speedup_vs_ort_fp32"] < 1 - SAME]
         if slow:
-            fp32_ms = {b: _find(records, model, BASELINE, b)["latency_ms_median"] for b in (r["batch"] for r in slow)}
+            fp32_ms = {b: find_record(records, model, BASELINE, b)["latency_ms_median"] for b in (r["batch"] for r in slow)}
             lines.append(f"  static INT8 is slower than ORT FP32 on {model} (batch "
                          f"{', '.join(str(b) for b in fp32_ms)}): an FP32 call takes only "
                          f"{', '.join(f'{ms * 1e3:.0f} us' for ms in fp32_ms.values())}, too little work for the "
                          "INT8 kernels to repay quantizing the input, layout changes and dequantizing the output")
-        base, static = _find(records, model, BASELINE, 1), _find(records, model, "ort_int8_static", 1)
+        base, static = find_record(records, model, BASELINE, 1), find_record(records, model, "ort_int8_static", 1)
         if base and static and base["size_bytes"] and static["size_bytes"]:
             ratio = base["size_bytes"] / static["size_bytes"]
             lines.append(f"  file: ORT FP32 {base['size_bytes'] / 1e6:.3g} MB -> INT8 static "
@@ -218,7 +208,7 @@ def reading(records: list[dict]) -> str:
                             if ratio < 3 else ")"))
         if base and static and base.get("accuracy") is not None and static.get("accuracy") is not None:
             delta = 100 * (static["accuracy"] - base["accuracy"])
-            dyn = _find(records, model, "ort_int8_dynamic", 1)
+            dyn = find_record(records, model, "ort_int8_dynamic", 1)
             lines.append(f"  accuracy: FP32 {base['accuracy']:.2%}, INT8 static {static['accuracy']:.2%} "
                          f"({delta:+.2f} points = {round(abs(delta) * (base.get('test_examples') or 0) / 100)} "
                          f"of {base.get('test_examples')} test images), INT8 dynamic {dyn['accuracy']:.2%}")
