@@ -28,6 +28,11 @@ class SuiteContext:
     progress: bool = True
     repeats: int = 30
 
+    def require_cpu(self, suite: str, measures: str) -> None:
+        """Refuse a device other than the CPU for suite ``suite``, saying what it ``measures`` and how to run it."""
+        if self.device != "cpu":
+            raise ValueError(f"the {suite} suite {measures}; use --device cpu")
+
     @property
     def batch_sizes(self) -> tuple[int, int]:
         """Batch 1 (latency-bound serving) and a large batch (throughput-bound serving)."""

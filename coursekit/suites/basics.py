@@ -87,8 +87,7 @@ def basics(ctx: SuiteContext) -> list[dict]:
     from coursekit.data import get_loaders
     from coursekit.train import pretrained
 
-    if ctx.device != "cpu":
-        raise ValueError("the basics suite measures CPU formats (torch.ao INT8 runs on CPU only); use --device cpu")
+    ctx.require_cpu("basics", "measures CPU formats (torch.ao INT8 runs on CPU only)")
     records = benchmark_formats("linear_heavy", linear_heavy_model(), torch.randn(1, LINEAR_HEAVY_WIDTH), ctx)
     cnn = pretrained("lenet", "digits", progress=ctx.progress).eval()
     _, _, test_loader = get_loaders("digits")

@@ -342,9 +342,7 @@ def deploy_suite(ctx: SuiteContext) -> list[dict]:
     from coursekit.bench import add_speedups
     from coursekit.bench.progress import progress_bar
 
-    if ctx.device != "cpu":
-        raise ValueError("the deploy suite measures CPU runtimes and adds GPU rows itself when a GPU is present; "
-                         "use --device cpu")
+    ctx.require_cpu("deploy", "measures CPU runtimes and adds GPU rows itself when a GPU is present")
     records, sweeps = [], []
     models = list(_suite_models(ctx))
     for name, model, calib, test_loader in progress_bar(models, desc="deploy", enabled=ctx.progress):

@@ -209,8 +209,7 @@ def latency_records(models: dict, ctx: SuiteContext, batches=BATCHES) -> list[di
 
 @register("distill", "Knowledge distillation on MNIST-1D: transfer set and same data, 3 seeds, ORT latency")
 def distill_suite(ctx: SuiteContext) -> list[dict]:
-    if ctx.device != "cpu":
-        raise ValueError("the distill suite trains and times on CPU (the models are tiny); use --device cpu")
+    ctx.require_cpu("distill", "trains and times on CPU (the models are tiny)")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(ctx.threads)
     try:

@@ -339,8 +339,7 @@ def int4_decode_records(ctx: SuiteContext) -> list[dict]:
 @register("llm", "Chapter 07: TinyGPT bits/char under INT8/INT4/NF4/INT3/INT2 RTN, GPTQ, AWQ; INT8 KV cache; MiniLM "
                  "embeddings under weight-only, W8A8, SmoothQuant, LLM.int8(); INT4 MatMulNBits decode vs FP32 (CPU)")
 def llm_suite(ctx: SuiteContext) -> list[dict]:
-    if ctx.device != "cpu":
-        raise ValueError("the llm suite measures CPU inference (ONNX Runtime MatMulNBits); use --device cpu")
+    ctx.require_cpu("llm", "measures CPU inference (ONNX Runtime MatMulNBits)")
     torch.manual_seed(0)
     with pinned_threads(ctx.threads):
         records = tiny_gpt_records(ctx)
@@ -353,8 +352,7 @@ def llm_suite(ctx: SuiteContext) -> list[dict]:
 @register("llm_decode", "Chapter 07 (light): INT4 MatMulNBits vs FP32 MatMul in ONNX Runtime at decode (M=1) and "
                         "prefill (M=128) on this CPU; the speed half of the llm suite")
 def llm_decode_suite(ctx: SuiteContext) -> list[dict]:
-    if ctx.device != "cpu":
-        raise ValueError("the llm_decode suite measures CPU inference (ONNX Runtime MatMulNBits); use --device cpu")
+    ctx.require_cpu("llm_decode", "measures CPU inference (ONNX Runtime MatMulNBits)")
     return int4_decode_records(ctx)
 
 

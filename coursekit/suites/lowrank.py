@@ -247,8 +247,7 @@ def _shared_copy(model, bits):
 def lowrank_suite(ctx: SuiteContext) -> list[dict]:
     from coursekit.data import get_loaders
 
-    if ctx.device != "cpu":
-        raise ValueError("the lowrank suite measures CPU latency in torch and ONNX Runtime; use --device cpu")
+    ctx.require_cpu("lowrank", "measures CPU latency in torch and ONNX Runtime")
     loaders = get_loaders("digits", fast=ctx.fast)
     with tempfile.TemporaryDirectory() as tmp:
         records = layer_latency(ctx, Path(tmp))
@@ -261,8 +260,7 @@ def lowrank_suite(ctx: SuiteContext) -> list[dict]:
 @register("lowrank_latency", "Latency only: SVD-factorized Linear layers and Tucker-2 / channel-SVD convs vs dense, "
                              "torch and ORT, batch 1 and 64 (CPU, no training)")
 def lowrank_latency_suite(ctx: SuiteContext) -> list[dict]:
-    if ctx.device != "cpu":
-        raise ValueError("the lowrank_latency suite measures CPU latency in torch and ONNX Runtime; use --device cpu")
+    ctx.require_cpu("lowrank_latency", "measures CPU latency in torch and ONNX Runtime")
     with tempfile.TemporaryDirectory() as tmp:
         return layer_latency(ctx, Path(tmp))
 

@@ -266,9 +266,7 @@ def prune_suite(ctx: SuiteContext) -> list[dict]:
     from coursekit.data import get_loaders
     from coursekit.train import pretrained
 
-    if ctx.device != "cpu":
-        raise ValueError("the prune suite measures CPU kernels (2:4 on CUDA is timed automatically when present); "
-                         "use --device cpu")
+    ctx.require_cpu("prune", "measures CPU kernels (2:4 on CUDA is timed automatically when present)")
     lenet = pretrained("lenet", "digits", progress=ctx.progress, fast=ctx.fast).eval()
     loaders = get_loaders("digits", fast=ctx.fast)
     records = benchmark_model("lenet_digits", lenet, torch.zeros(1, 1, 8, 8), ctx, loaders)
@@ -283,8 +281,7 @@ def prune_suite(ctx: SuiteContext) -> list[dict]:
 @register("prune_quick", "the quick part of 'prune' (chapter 04 in fast mode): dense vs 90% unstructured vs 2:4 vs "
                          "50% channels on the 32x32 conv-heavy model, and the CSR break-even (CPU, ORT + torch)")
 def prune_quick_suite(ctx: SuiteContext) -> list[dict]:
-    if ctx.device != "cpu":
-        raise ValueError("the prune_quick suite measures CPU kernels; use --device cpu")
+    ctx.require_cpu("prune_quick", "measures CPU kernels")
     example = torch.randn(1, *CONV_HEAVY_SHAPE, generator=torch.Generator().manual_seed(0))
     return (benchmark_model("conv_heavy", conv_heavy_model(), example, ctx, only=QUICK_VARIANTS)
             + csr_records(ctx) + semi_structured_records(ctx))

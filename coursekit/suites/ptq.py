@@ -135,8 +135,7 @@ def ptq_suite(ctx: SuiteContext) -> list[dict]:
     from coursekit.data import get_loaders
     from coursekit.train import pretrained
 
-    if ctx.device != "cpu":
-        raise ValueError("the ptq suite measures ONNX Runtime's CPU INT8 kernels; use --device cpu")
+    ctx.require_cpu("ptq", "measures ONNX Runtime's CPU INT8 kernels")
     n_calib = CALIBRATION_BATCHES["fast" if ctx.fast else "full"]
     generator = torch.Generator().manual_seed(0)
     # the untrained Linear-heavy model has no data set: calibrate on the distribution it is fed, N(0, 1)

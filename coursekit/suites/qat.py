@@ -132,8 +132,7 @@ def ptq_vs_qat(model_name: str = "lenet", dataset: str = "digits", bit_configs=t
 
 @register("qat", "PTQ vs QAT accuracy at W8A8/W4A8/W2A8/W4A4 on the digits CNN and MNIST-1D, with QAT's cost")
 def qat_suite(ctx: SuiteContext) -> list[dict]:
-    if ctx.device != "cpu":
-        raise ValueError("the qat suite trains on CPU (the models are tiny); use --device cpu")
+    ctx.require_cpu("qat", "trains on CPU (the models are tiny)")
     records = []
     for model_name, dataset in MODELS:
         records += ptq_vs_qat(model_name, dataset, fast=ctx.fast, threads=ctx.threads, progress=ctx.progress)
